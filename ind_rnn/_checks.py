@@ -1,0 +1,66 @@
+"""Argument checks shared by the IndRNN cell and layers.
+
+Every check raises with the Keras wording: the argument's name, what is
+allowed, and the value received.
+"""
+import numbers
+
+import keras
+
+
+def _invalid(name, expected, value):
+    return f"Received an invalid value for argument `{name}`, expected {expected}, got {value!r}."
+
+
+def positive_int(name, value):
+    """Returns `value` if it is a positive integer (not a bool), else raises."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(_invalid(name, "a positive integer", value))
+    if value < 1:
+        raise ValueError(_invalid(name, "a positive integer", value))
+    return int(value)
+
+
+def non_negative_number(name, value, allow_none=False):
+    """Returns `value` as a float if it is a real number >= 0 (or None)."""
+    if value is None and allow_none:
+        return None
+    expected = "a number >= 0" + (" or None" if allow_none else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(_invalid(name, expected, value))
+    if not value >= 0:  # also catches NaN
+        raise ValueError(_invalid(name, expected, value))
+    return float(value)
+
+
+def rate(name, value):
+    """Returns `value` if it is a float in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(_invalid(name, "a float in [0, 1)", value))
+    if not 0 <= value < 1:
+        raise ValueError(_invalid(name, "a float in [0, 1)", value))
+    return float(value)
+
+
+def activation(value):
+    """Resolves `value` with `keras.activations.get`; None means ReLU."""
+    if value is None:
+        return keras.activations.relu
+    if not (isinstance(value, str) or callable(value)):
+        raise TypeError(_invalid("activation", "None, an activation name or a callable", value))
+    try:
+        return keras.activations.get(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            _invalid("activation", "None (ReLU), a known Keras activation name "
+                     "(e.g. 'relu', 'tanh', 'linear') or a callable", value)) from error
+
+
+def known_feature_size(name, shape, rank):
+    """Checks that `shape` has `rank` dimensions and a known last one."""
+    shape = tuple(shape)
+    if len(shape) != rank:
+        raise ValueError(_invalid(name, f"a shape of rank {rank}", shape))
+    if shape[-1] is None:
+        raise ValueError(_invalid(name, "a known last (feature) dimension", shape))
+    return int(shape[-1])
