@@ -169,7 +169,7 @@ def _backward(projected, recurrent_weight, initial_state, mask, states,
 
     _, grad_initial_state, _, grad_weight, grad_projected = tf.while_loop(
         lambda step, *_: step < num_steps, body,
-        (0, grad_last_state, states[-1], tf.zeros(recurrent_weight.shape, sum_dtype),
+        (0, grad_last_state, states[-1], tf.zeros_like(recurrent_weight, dtype=sum_dtype),
          grad_projected))
     return (grad_projected.stack(), tf.cast(grad_weight, recurrent_weight.dtype),
             grad_initial_state)
@@ -179,9 +179,9 @@ def _backward(projected, recurrent_weight, initial_state, mask, states,
 def _compiled_loops(activation, use_xla):
     """The forward and backward loops as (optionally XLA-compiled) tf.functions."""
     forward = tf.function(functools.partial(_forward_states, activation=activation),
-                          jit_compile=use_xla, reduce_retracing=True)
+                          jit_compile=use_xla, reduce_retracing=True, autograph=False)
     backward = tf.function(functools.partial(_backward, activation=activation),
-                           jit_compile=use_xla, reduce_retracing=True)
+                           jit_compile=use_xla, reduce_retracing=True, autograph=False)
     return forward, backward
 
 

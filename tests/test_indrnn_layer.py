@@ -1,0 +1,291 @@
+"""The fast IndRNN layer against NumPy and against keras.layers.RNN(IndRNNCell)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ind_rnn import IndRNN, IndRNNCell
+from tests import indrnn_numpy_reference as reference
+
+UNITS, FEATURES, STEPS, BATCH = 6, 3, 11, 4
+XLA_MODES = [pytest.param(True, id="xla"), pytest.param(False, id="plain-tf")]
+
+
+def _random_init(seed):
+    return dict(
+        recurrent_kernel_initializer=keras.initializers.RandomUniform(-1.3, 1.3, seed=seed),
+        input_kernel_initializer=keras.initializers.RandomNormal(0.0, 0.6, seed=seed + 1),
+        bias_initializer=keras.initializers.RandomNormal(0.0, 0.2, seed=seed + 2))
+
+
+def _mask(batch=BATCH, steps=STEPS):
+    mask = np.ones((batch, steps), bool)
+    mask[1, 7:] = False    # right padding
+    mask[2, :3] = False    # left padding
+    mask[3, [2, 5, 6]] = False  # holes
+    return mask
+
+
+def _pair(activation=None, seed=0, min_abs=0.1, max_abs=1.2, **layer_kwargs):
+    """A fast layer and a keras.layers.RNN(IndRNNCell) with the same weights."""
+    fast = IndRNN(UNITS, min_abs, max_abs, activation=activation, **_random_init(seed),
+                  **layer_kwargs)
+    layer_kwargs.pop("use_xla", None)
+    slow = keras.layers.RNN(IndRNNCell(UNITS, min_abs, max_abs, activation=activation),
+                            **layer_kwargs)
+    fast.build((None, None, FEATURES))
+    slow.build((None, None, FEATURES))
+    slow.set_weights(fast.get_weights())
+    return fast, slow
+
+
+def _outputs_and_grads(layer, x, weights_of, **call_kwargs):
+    initial_state = call_kwargs.get("initial_state")
+    with tf.GradientTape() as tape:
+        if initial_state is not None:
+            tape.watch(initial_state)
+        result = layer(x, **call_kwargs)
+        outputs = list(result) if isinstance(result, (list, tuple)) else [result]
+        # A loss that weighs every unit differently, so no gradient is trivial.
+        loss = sum(tf.reduce_sum(o * np.linspace(-1, 2, o.shape[-1]).astype("float32"))
+                   for o in outputs)
+    sources = list(weights_of.trainable_weights) + ([initial_state] if initial_state is not None else [])
+    return [o.numpy() for o in outputs], [g.numpy() for g in tape.gradient(loss, sources)]
+
+
+@pytest.mark.parametrize("use_xla", XLA_MODES)
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_forward_and_gradients_match_numpy(use_xla, activation, rng):
+    x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
+    h0 = rng.randn(BATCH, UNITS).astype("float32")
+    layer = IndRNN(UNITS, 0.1, 1.2, activation=activation, return_sequences=True,
+                   use_xla=use_xla, **_random_init(7))
+    upstream = rng.randn(BATCH, STEPS, UNITS).astype("float32")
+    initial_state = tf.constant(h0)
+    with tf.GradientTape() as tape:
+        tape.watch(initial_state)
+        outputs = layer(x, initial_state=initial_state)
+        loss = tf.reduce_sum(outputs * upstream)
+    grads = tape.gradient(loss, layer.trainable_weights + [initial_state])
+
+    kernel, recurrent, bias = [w.astype(np.float64) for w in layer.get_weights()]
+    states, _ = reference.forward(x, kernel, recurrent, bias, h0, activation, 0.1, 1.2)
+    expected = reference.backward(upstream, x, kernel, recurrent, bias, h0, activation, 0.1, 1.2)
+    np.testing.assert_allclose(outputs.numpy(), states, rtol=1e-5, atol=1e-5)
+    for got, name in zip(grads, ["input_kernel", "recurrent_kernel", "bias", "h0"]):
+        np.testing.assert_allclose(got.numpy(), expected[name], rtol=1e-4, atol=1e-4,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("use_xla", XLA_MODES)
+def test_masked_gradients_match_numpy(use_xla, rng):
+    x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
+    mask = _mask()
+    layer = IndRNN(UNITS, 0, 1.2, return_state=True, use_xla=use_xla, **_random_init(3))
+    upstream = rng.randn(BATCH, UNITS).astype("float32")
+    with tf.GradientTape() as tape:
+        _, final_state = layer(x, mask=mask)
+        loss = tf.reduce_sum(final_state * upstream)
+    grads = tape.gradient(loss, layer.trainable_weights)
+    kernel, recurrent, bias = [w.astype(np.float64) for w in layer.get_weights()]
+    grad_states = np.zeros((BATCH, STEPS, UNITS))
+    grad_states[:, -1] = upstream
+    states, _ = reference.forward(x, kernel, recurrent, bias, np.zeros((BATCH, UNITS)),
+                                  "relu", 0, 1.2, mask)
+    expected = reference.backward(grad_states, x, kernel, recurrent, bias,
+                                  np.zeros((BATCH, UNITS)), "relu", 0, 1.2, mask)
+    np.testing.assert_allclose(final_state.numpy(), states[:, -1], rtol=1e-5, atol=1e-5)
+    for got, name in zip(grads, ["input_kernel", "recurrent_kernel", "bias"]):
+        np.testing.assert_allclose(got.numpy(), expected[name], rtol=1e-4, atol=1e-4,
+                                   err_msg=name)
+
+
+CASES = {
+    "last": dict(),
+    "sequences": dict(return_sequences=True),
+    "state": dict(return_state=True),
+    "backwards": dict(go_backwards=True, return_sequences=True, return_state=True),
+    "zero_output": dict(return_sequences=True, zero_output_for_mask=True),
+}
+
+
+@pytest.mark.parametrize("use_xla", XLA_MODES)
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_fast_layer_equals_keras_rnn_of_the_cell(case, masked, use_xla, rng):
+    fast, slow = _pair(activation="tanh" if case == "state" else None, use_xla=use_xla,
+                       **CASES[case])
+    x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
+    kwargs = {"initial_state": tf.constant(rng.randn(BATCH, UNITS).astype("float32"))}
+    if masked:
+        kwargs["mask"] = _mask()
+    fast_out, fast_grads = _outputs_and_grads(fast, x, fast, **kwargs)
+    slow_out, slow_grads = _outputs_and_grads(slow, x, slow, **kwargs)
+    assert len(fast_out) == len(slow_out)
+    for got, want in zip(fast_out, slow_out):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for got, want in zip(fast_grads, slow_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_time_length_and_mask_from_embedding(rng):
+    inputs = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(10, FEATURES, mask_zero=True)(inputs)
+    fast = IndRNN(UNITS, recurrent_max_abs=1.0, **_random_init(1))
+    model = keras.Model(inputs, fast(embedded))
+    tokens = rng.randint(1, 10, size=(BATCH, 9))
+    padded = np.concatenate([tokens, np.zeros((BATCH, 4), int)], axis=1)
+    # Padding must not change the output: the last output is the last valid step's.
+    np.testing.assert_allclose(model(padded).numpy(), model(tokens).numpy(), rtol=1e-6, atol=1e-6)
+    assert model(rng.randint(1, 10, size=(2, 30))).shape == (2, UNITS)
+
+
+def test_bidirectional_matches_keras_rnn(rng):
+    fast = keras.layers.Bidirectional(IndRNN(UNITS, 0, 1.1, return_sequences=True, **_random_init(2)))
+    slow = keras.layers.Bidirectional(
+        keras.layers.RNN(IndRNNCell(UNITS, 0, 1.1), return_sequences=True))
+    x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
+    fast(x), slow(x)
+    slow.set_weights(fast.get_weights())
+    for mask in (None, _mask()):
+        np.testing.assert_allclose(fast(x, mask=mask).numpy(), slow(x, mask=mask).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_stateful_carries_state_between_batches(rng):
+    x = rng.randn(2, 12, FEATURES).astype("float32")
+    stateful = IndRNN(UNITS, 0, 1.1, stateful=True, return_sequences=True, **_random_init(4))
+    whole = IndRNN(UNITS, 0, 1.1, return_sequences=True, **_random_init(4))
+    first, second = stateful(x[:, :5]).numpy(), stateful(x[:, 5:]).numpy()
+    np.testing.assert_allclose(np.concatenate([first, second], 1), whole(x).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    stateful.reset_state()
+    np.testing.assert_allclose(stateful(x[:, :5]).numpy(), first, rtol=1e-6)
+
+
+def test_dropout_mask_is_shared_over_time():
+    sequences = IndRNN(64, recurrent_max_abs=1.0, dropout=0.5, seed=1, return_sequences=True,
+                       recurrent_kernel_initializer="zeros", input_kernel_initializer="identity")
+    x = np.ones((3, 7, 64), "float32")
+    outputs = sequences(x, training=True).numpy()
+    # u == 0 and constant inputs: every step must see the same dropped inputs.
+    np.testing.assert_allclose(outputs, np.broadcast_to(outputs[:, :1], outputs.shape))
+    dropped = (outputs[:, 0] == 0).mean()
+    assert 0.3 < dropped < 0.7, dropped  # about half the inputs dropped, the others scaled
+    np.testing.assert_allclose(outputs[:, 0][outputs[:, 0] > 0], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(sequences(x, training=False).numpy(), 1.0)
+
+
+def test_fit_learns_and_bounds_hold(rng):
+    steps = 30
+    x = rng.rand(256, steps, 2).astype("float32")
+    y = x[:, :, 0].mean(1, keepdims=True).astype("float32")
+    model = keras.Sequential([keras.Input((steps, 2)),
+                              IndRNN(16, recurrent_max_abs=2 ** (1 / steps)),
+                              keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < 0.5 * first
+    used = model.layers[0].cell.effective_recurrent_weight().numpy()
+    assert np.abs(used).max() <= 2 ** (1 / steps) + 1e-7
+
+
+def test_save_and_load_round_trip(tmp_path, rng):
+    model = keras.Sequential([
+        keras.Input((None, FEATURES)),
+        IndRNN(UNITS, 0.05, 1.3, keras.initializers.RandomUniform(0, 1.3, seed=1),
+               keras.initializers.HeNormal(seed=2), "tanh", return_sequences=True,
+               input_kernel_regularizer=keras.regularizers.L2(1e-3), dropout=0.1),
+        keras.layers.RNN(IndRNNCell(4, recurrent_max_abs=1.0)),
+        keras.layers.Dense(2)])
+    x = rng.randn(2, 8, FEATURES).astype("float32")
+    path = str(tmp_path / "indrnn.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6)
+    assert loaded.layers[0].get_config() == model.layers[0].get_config()
+    assert isinstance(loaded.layers[0].recurrent_kernel_initializer, keras.initializers.RandomUniform)
+
+
+def test_mixed_precision_policy(rng):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    layer = IndRNN(UNITS, 0, 1.1, return_sequences=True, **_random_init(5))
+    x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
+    with tf.GradientTape() as tape:
+        outputs = layer(x)
+        loss = tf.reduce_sum(tf.cast(outputs, "float32"))
+    grads = tape.gradient(loss, layer.trainable_weights)
+    assert outputs.dtype == tf.float16
+    assert all(w.dtype == "float32" for w in layer.weights)
+    assert all(g.dtype == tf.float32 and np.all(np.isfinite(g.numpy())) for g in grads)
+    reference_layer = IndRNN(UNITS, 0, 1.1, return_sequences=True, dtype="float32")
+    reference_layer.build(x.shape)
+    reference_layer.set_weights(layer.get_weights())
+    np.testing.assert_allclose(outputs.numpy().astype("float32"), reference_layer(x).numpy(),
+                               rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"units": 0}, ValueError, "num_units"),
+    ({"units": 4, "recurrent_max_abs": -1.0}, ValueError, "recurrent_max_abs"),
+    ({"units": 4, "activation": "nope"}, ValueError, "activation"),
+    ({"units": 4, "use_xla": "yes"}, TypeError, "use_xla"),
+])
+def test_bad_layer_arguments(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        IndRNN(**kwargs)
+
+
+def test_bad_input_shapes():
+    with pytest.raises(ValueError, match="rank 3"):
+        IndRNN(3)(np.ones((2, 5), "float32"))
+    with pytest.raises(ValueError, match="known last"):
+        IndRNN(3).build((None, None, None))
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from ind_rnn import IndRNN
+
+    def run(strategy):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((12, 2)), IndRNN(8, recurrent_max_abs=1.0,
+                recurrent_kernel_initializer=keras.initializers.RandomUniform(0, 1, seed=1)),
+                keras.layers.Dense(1)])
+            model.compile(keras.optimizers.SGD(0.1), "mse")
+        rng = np.random.RandomState(0)
+        x, y = rng.rand(16, 12, 2).astype("float32"), rng.rand(16, 1).astype("float32")
+        history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        return history.history["loss"], [w.tolist() for w in model.get_weights()]
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    print(json.dumps({"devices": len(devices),
+                      "one": run(tf.distribute.OneDeviceStrategy(devices[0])),
+                      "mirrored": run(tf.distribute.MirroredStrategy(devices))}))
+""")
+
+
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True,
+                            text=True, env=env, cwd=root, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 2
+    one_loss, one_weights = report["one"]
+    mirrored_loss, mirrored_weights = report["mirrored"]
+    np.testing.assert_allclose(mirrored_loss, one_loss, rtol=1e-5)
+    for got, want in zip(mirrored_weights, one_weights):
+        np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=1e-6)
