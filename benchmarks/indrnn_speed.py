@@ -1,0 +1,143 @@
+"""Training-step speed of the fast IndRNN layer, as ratios within one run.
+
+Workloads (issue 2):
+  (a) 1 IndRNN layer, input 1, hidden 128, batch 32, T 784 (sequential MNIST);
+  (b) 6 layers of 128, same data;
+  (c) 2 layers, input 2, batch 50, T 1000 (adding problem).
+Each is timed as a full training step (forward + backward + Adam) for
+  * `ind_rnn.IndRNN` (XLA-compiled loop, and the plain TensorFlow loop),
+  * `keras.layers.RNN(IndRNNCell)` (Keras' generic loop over the same cell),
+  * `keras.layers.LSTM(128)`,
+  * for (b), the matmul-only floor: the same input projections, no recurrence.
+Times are medians after warm-up; ratios compare timings of the same run only,
+since absolute times drift on shared machines.
+
+Usage:
+  python benchmarks/indrnn_speed.py            # all workloads, default repeats
+  python benchmarks/indrnn_speed.py --workloads=a,c --repeats=20
+"""
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from ind_rnn import IndRNN, IndRNNCell, xla_available  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("workloads", ["a", "b", "c"], "Which workloads to run: a, b, c.")
+flags.DEFINE_integer("repeats", 10, "Timed steps per fast variant (median taken).")
+flags.DEFINE_integer("slow_repeats", 3, "Timed steps per slow baseline (Keras RNN, LSTM).")
+flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
+
+WORKLOADS = {
+    "a": dict(title="(a) 1x128, in 1, B 32, T 784", layers=1, input_dim=1, batch=32, steps=784),
+    "b": dict(title="(b) 6x128, in 1, B 32, T 784", layers=6, input_dim=1, batch=32, steps=784),
+    "c": dict(title="(c) 2x128, in 2, B 50, T 1000", layers=2, input_dim=2, batch=50, steps=1000),
+}
+UNITS = 128
+
+
+def _fast(use_xla):
+    def make(steps, last):
+        return IndRNN(UNITS, recurrent_max_abs=2 ** (1 / steps), return_sequences=not last,
+                      use_xla=use_xla)
+    return make
+
+
+def _keras_rnn(steps, last):
+    return keras.layers.RNN(IndRNNCell(UNITS, recurrent_max_abs=2 ** (1 / steps)),
+                            return_sequences=not last)
+
+
+def _lstm(steps, last):
+    del steps
+    return keras.layers.LSTM(UNITS, return_sequences=not last)
+
+
+def _floor(steps, last):
+    """The same input projection (and ReLU) per layer, without any recurrence."""
+    del steps
+    projection = keras.layers.Dense(UNITS, activation="relu")
+    if not last:
+        return projection
+    return keras.Sequential([projection, keras.layers.Lambda(lambda h: h[:, -1])])
+
+
+def _model(make_layer, workload):
+    inputs = keras.Input((workload["steps"], workload["input_dim"]))
+    hidden = inputs
+    for index in range(workload["layers"]):
+        hidden = make_layer(workload["steps"], last=index == workload["layers"] - 1)(hidden)
+    return keras.Model(inputs, keras.layers.Dense(1)(hidden))
+
+
+def time_training_step(make_layer, workload, repeats):
+    """Median seconds of one compiled training step (forward, backward, Adam)."""
+    rng = np.random.RandomState(0)
+    x = tf.constant(rng.rand(workload["batch"], workload["steps"], workload["input_dim"]),
+                    tf.float32)
+    y = tf.constant(rng.rand(workload["batch"], 1), tf.float32)
+    model = _model(make_layer, workload)
+    optimizer = keras.optimizers.Adam(2e-4)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    for _ in range(FLAGS.warmup):
+        train_step().numpy()
+    durations = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        train_step().numpy()  # .numpy() waits for the result
+        durations.append(time.perf_counter() - start)
+    return statistics.median(durations)
+
+
+def main(argv):
+    del argv
+    unknown = set(FLAGS.workloads) - set(WORKLOADS)
+    if unknown:
+        raise app.UsageError(f"--workloads: unknown {sorted(unknown)}, allowed a, b, c.")
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, XLA available: "
+          f"{xla_available()}, CPU threads: {os.cpu_count()}")
+    rows = []
+    for key in FLAGS.workloads:
+        workload = WORKLOADS[key]
+        timings = {
+            "IndRNN (XLA)": time_training_step(_fast(True), workload, FLAGS.repeats),
+            "IndRNN (plain TF)": time_training_step(_fast(False), workload, FLAGS.repeats),
+            "RNN(IndRNNCell)": time_training_step(_keras_rnn, workload, FLAGS.slow_repeats),
+            "LSTM": time_training_step(_lstm, workload, FLAGS.slow_repeats),
+        }
+        if key == "b":
+            timings["matmul floor"] = time_training_step(_floor, workload, FLAGS.repeats)
+        fast = timings["IndRNN (XLA)"]
+        print(f"\n{workload['title']}")
+        print(f"| variant | s/step | vs IndRNN (XLA) |\n|---|---|---|")
+        for name, seconds in timings.items():
+            print(f"| {name} | {seconds:.4f} | {seconds / fast:.2f}x |")
+        rows.append((workload["title"], timings))
+    print("\nSummary (speed-up of IndRNN (XLA) = baseline time / IndRNN time):")
+    for title, timings in rows:
+        fast = timings["IndRNN (XLA)"]
+        summary = (f"{title}: vs RNN(IndRNNCell) {timings['RNN(IndRNNCell)'] / fast:.1f}x, "
+                   f"vs LSTM {timings['LSTM'] / fast:.1f}x, plain-TF path "
+                   f"{timings['RNN(IndRNNCell)'] / timings['IndRNN (plain TF)']:.1f}x")
+        if "matmul floor" in timings:
+            summary += f", time / matmul floor {fast / timings['matmul floor']:.2f}"
+        print(summary)
+
+
+if __name__ == "__main__":
+    app.run(main)
