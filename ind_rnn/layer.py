@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from ind_rnn import _checks
 from ind_rnn.ind_rnn_cell import IndRNNCell
-from ind_rnn.recurrence import indrnn_scan
+from ind_rnn.recurrence import IMPLEMENTATIONS, indrnn_scan
 
 # Constructor arguments forwarded to the cell, in the cell's positional order.
 _CELL_ARGS = ("recurrent_min_abs", "recurrent_max_abs", "recurrent_kernel_initializer",
@@ -22,7 +22,7 @@ class IndRNN(keras.layers.RNN):
     Computes what `keras.layers.RNN(IndRNNCell(...))` computes, with the same
     weights (`input_kernel`, `recurrent_kernel`, `bias`), but projects the
     inputs of all steps in one matmul and runs only the elementwise recurrence
-    step by step, in a loop compiled with XLA when available, with a
+    step by step, in fused C++ CPU kernels (or an XLA-compiled loop), with a
     hand-written backward pass. Everything `keras.layers.RNN` offers works:
     masks, `initial_state`, `return_sequences`, `return_state`,
     `go_backwards`, `stateful`, `keras.layers.Bidirectional`, mixed precision
@@ -44,8 +44,10 @@ class IndRNN(keras.layers.RNN):
             initial state.
         zero_output_for_mask: output zeros (instead of the previous output)
             at masked steps. `Bidirectional` sets it when returning sequences.
-        use_xla: compile the recurrence with XLA; None (default) when
-            available. False forces the plain TensorFlow loop.
+        implementation: which loop runs the recurrence: "auto" (default:
+            the fused C++ CPU kernels when they apply, else an XLA-compiled
+            loop, else a plain TensorFlow loop), "native", "xla" or "tf".
+            All give the same numbers; see `ind_rnn.indrnn_scan`.
         **kwargs: other `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -81,7 +83,7 @@ class IndRNN(keras.layers.RNN):
                  recurrent_kernel_constraint=None, bias_constraint=None,
                  dropout=0.0, seed=None, return_sequences=False, return_state=False,
                  go_backwards=False, stateful=False, zero_output_for_mask=False,
-                 use_xla=None, **kwargs):
+                 implementation="auto", **kwargs):
         cell = IndRNNCell(
             units, recurrent_min_abs, recurrent_max_abs, recurrent_kernel_initializer,
             input_kernel_initializer, activation,
@@ -97,10 +99,10 @@ class IndRNN(keras.layers.RNN):
         super().__init__(cell, return_sequences=return_sequences, return_state=return_state,
                          go_backwards=go_backwards, stateful=stateful, unroll=False,
                          zero_output_for_mask=zero_output_for_mask, **kwargs)
-        if use_xla is not None and not isinstance(use_xla, bool):
-            raise TypeError("Received an invalid value for argument `use_xla`, expected "
-                            f"True, False or None, got {use_xla!r}.")
-        self.use_xla = use_xla
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError("Received an invalid value for argument `implementation`, "
+                             f"expected one of {IMPLEMENTATIONS}, got {implementation!r}.")
+        self.implementation = implementation
 
     def build(self, sequences_shape, initial_state_shape=None):
         _checks.known_feature_size("sequences", sequences_shape, rank=3)
@@ -126,7 +128,7 @@ class IndRNN(keras.layers.RNN):
         states, last_state = indrnn_scan(
             projected, self.cell.effective_recurrent_weight(),
             tf.cast(initial_state, projected.dtype), self.cell.activation,
-            mask=mask, use_xla=self.use_xla)
+            mask=mask, implementation=self.implementation)
         if self.return_sequences:
             outputs = _masked_outputs(states, mask, self.zero_output_for_mask)
             last_output = outputs[-1]
@@ -145,7 +147,7 @@ class IndRNN(keras.layers.RNN):
 
     def get_config(self):
         cell_config = self.cell.get_config()
-        config = {"units": self.cell.num_units, "use_xla": self.use_xla}
+        config = {"units": self.cell.num_units, "implementation": self.implementation}
         config.update({key: cell_config[key] for key in _CELL_ARGS + _CELL_KEYWORDS})
         base_config = super().get_config()
         del base_config["cell"]

@@ -22,6 +22,8 @@ import logging
 import keras
 import tensorflow as tf
 
+from ind_rnn import native
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -185,29 +187,71 @@ def _compiled_loops(activation, use_xla):
     return forward, backward
 
 
-def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=None, use_xla=None):
-    """Runs `indrnn_step` over a whole time-major sequence.
+IMPLEMENTATIONS = ("auto", "native", "xla", "tf")
 
-    Args:
-        projected: `[time, batch, units]`, the input projections `x_t @ W + b`.
-        recurrent_weight: `[units]`, the effective recurrent weight `u`.
-        initial_state: `[batch, units]`.
-        activation: an elementwise callable (e.g. `keras.activations.relu`).
-        mask: optional boolean `[time, batch]`; where False, the step is skipped
-            and the state carried through.
-        use_xla: compile the loops with XLA. None: when XLA is available.
 
-    Returns:
-        `(states, last_state)`: `states` `[time, batch, units]` holds the state
-        after every step (carried through masked steps), `last_state`
-        `[batch, units]` the final one. Differentiable w.r.t. `projected`,
-        `recurrent_weight` and `initial_state` (first order).
+def _native_activation_name(activation):
+    names = {keras.activations.relu: "relu", keras.activations.tanh: "tanh",
+             keras.activations.sigmoid: "sigmoid", keras.activations.linear: "linear"}
+    return names.get(activation)
+
+
+def _native_applies(projected, activation):
+    """Whether the fused C++ kernels can run this scan."""
+    return (projected.dtype in (tf.float32, tf.float64)
+            and _native_activation_name(activation) is not None
+            and native.load() is not None)
+
+
+def resolve_implementation(implementation, projected, activation):
+    """Picks the loop that runs a scan: 'native', 'xla' or 'tf'.
+
+    'auto' takes the fused C++ CPU kernels when they apply (float32/64, a
+    ReLU/tanh/sigmoid/linear activation, no GPU visible), else the XLA loop
+    when XLA works, else the plain TensorFlow loop. Asking for 'native' where
+    it does not apply falls back the same way, with a warning.
     """
-    if use_xla is None:
-        use_xla = xla_available()
-    forward, backward = _compiled_loops(activation, bool(use_xla))
-    if mask is not None:
-        mask = tf.cast(mask, tf.bool)
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError("Received an invalid value for argument `implementation`, expected "
+                         f"one of {IMPLEMENTATIONS}, got {implementation!r}.")
+    if implementation == "native" and not _native_applies(projected, activation):
+        _LOG.warning("implementation='native' does not apply to dtype %s / activation %s "
+                     "(or the kernels could not be built); using another loop.",
+                     projected.dtype.name, getattr(activation, "__name__", activation))
+        implementation = "auto"
+    if implementation == "auto":
+        if not tf.config.list_logical_devices("GPU") and _native_applies(projected, activation):
+            return "native"
+        return "xla" if xla_available() else "tf"
+    return implementation
+
+
+def _native_scan(projected, recurrent_weight, initial_state, activation, mask):
+    ops = native.load()
+    attrs = dict(activation=_native_activation_name(activation), has_mask=mask is not None)
+    mask_input = tf.zeros([0], tf.bool) if mask is None else mask
+
+    @tf.custom_gradient
+    def scan(projected, recurrent_weight, initial_state):
+        states = ops.ind_rnn_forward(projected, recurrent_weight, initial_state, mask_input,
+                                     **attrs)
+        last_state = states[-1]
+
+        def grad(grad_states, grad_last_state):
+            if grad_states is None:
+                grad_states = tf.zeros([0], states.dtype)
+            if grad_last_state is None:
+                grad_last_state = tf.zeros_like(last_state)
+            return ops.ind_rnn_backward(recurrent_weight, initial_state, mask_input, states,
+                                        grad_states, grad_last_state, **attrs)
+
+        return (states, last_state), grad
+
+    return scan(projected, recurrent_weight, initial_state)
+
+
+def _loop_scan(projected, recurrent_weight, initial_state, activation, mask, use_xla):
+    forward, backward = _compiled_loops(activation, use_xla)
 
     @tf.custom_gradient
     def scan(projected, recurrent_weight, initial_state):
@@ -226,3 +270,37 @@ def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=Non
         return (states, last_state), grad
 
     return scan(projected, recurrent_weight, initial_state)
+
+
+def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=None,
+                implementation="auto"):
+    """Runs `indrnn_step` over a whole time-major sequence.
+
+    Args:
+        projected: `[time, batch, units]`, the input projections `x_t @ W + b`.
+        recurrent_weight: `[units]`, the effective recurrent weight `u`.
+        initial_state: `[batch, units]`.
+        activation: an elementwise callable (e.g. `keras.activations.relu`).
+        mask: optional boolean `[time, batch]`; where False, the step is skipped
+            and the state carried through.
+        implementation: which loop runs it: "native" (fused C++ CPU kernels,
+            compiled on first use), "xla" (an XLA-compiled loop), "tf" (a
+            plain TensorFlow while loop) or "auto" (see
+            `resolve_implementation`). All compute the same numbers.
+
+    Returns:
+        `(states, last_state)`: `states` `[time, batch, units]` holds the state
+        after every step (carried through masked steps), `last_state`
+        `[batch, units]` the final one. Differentiable w.r.t. `projected`,
+        `recurrent_weight` and `initial_state` (first order).
+
+    Raises:
+        ValueError: for an unknown `implementation`.
+    """
+    implementation = resolve_implementation(implementation, projected, activation)
+    if mask is not None:
+        mask = tf.cast(mask, tf.bool)
+    if implementation == "native":
+        return _native_scan(projected, recurrent_weight, initial_state, activation, mask)
+    return _loop_scan(projected, recurrent_weight, initial_state, activation, mask,
+                      use_xla=implementation == "xla")

@@ -13,7 +13,7 @@ from ind_rnn import IndRNN, IndRNNCell
 from tests import indrnn_numpy_reference as reference
 
 UNITS, FEATURES, STEPS, BATCH = 6, 3, 11, 4
-XLA_MODES = [pytest.param(True, id="xla"), pytest.param(False, id="plain-tf")]
+IMPLEMENTATIONS = ["native", "xla", "tf"]
 
 
 def _random_init(seed):
@@ -35,7 +35,7 @@ def _pair(activation=None, seed=0, min_abs=0.1, max_abs=1.2, **layer_kwargs):
     """A fast layer and a keras.layers.RNN(IndRNNCell) with the same weights."""
     fast = IndRNN(UNITS, min_abs, max_abs, activation=activation, **_random_init(seed),
                   **layer_kwargs)
-    layer_kwargs.pop("use_xla", None)
+    layer_kwargs.pop("implementation", None)
     slow = keras.layers.RNN(IndRNNCell(UNITS, min_abs, max_abs, activation=activation),
                             **layer_kwargs)
     fast.build((None, None, FEATURES))
@@ -58,13 +58,13 @@ def _outputs_and_grads(layer, x, weights_of, **call_kwargs):
     return [o.numpy() for o in outputs], [g.numpy() for g in tape.gradient(loss, sources)]
 
 
-@pytest.mark.parametrize("use_xla", XLA_MODES)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_forward_and_gradients_match_numpy(use_xla, activation, rng):
+def test_forward_and_gradients_match_numpy(implementation, activation, rng):
     x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
     h0 = rng.randn(BATCH, UNITS).astype("float32")
     layer = IndRNN(UNITS, 0.1, 1.2, activation=activation, return_sequences=True,
-                   use_xla=use_xla, **_random_init(7))
+                   implementation=implementation, **_random_init(7))
     upstream = rng.randn(BATCH, STEPS, UNITS).astype("float32")
     initial_state = tf.constant(h0)
     with tf.GradientTape() as tape:
@@ -82,11 +82,11 @@ def test_forward_and_gradients_match_numpy(use_xla, activation, rng):
                                    err_msg=name)
 
 
-@pytest.mark.parametrize("use_xla", XLA_MODES)
-def test_masked_gradients_match_numpy(use_xla, rng):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_masked_gradients_match_numpy(implementation, rng):
     x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
     mask = _mask()
-    layer = IndRNN(UNITS, 0, 1.2, return_state=True, use_xla=use_xla, **_random_init(3))
+    layer = IndRNN(UNITS, 0, 1.2, return_state=True, implementation=implementation, **_random_init(3))
     upstream = rng.randn(BATCH, UNITS).astype("float32")
     with tf.GradientTape() as tape:
         _, final_state = layer(x, mask=mask)
@@ -114,11 +114,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("use_xla", XLA_MODES)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_fast_layer_equals_keras_rnn_of_the_cell(case, masked, use_xla, rng):
-    fast, slow = _pair(activation="tanh" if case == "state" else None, use_xla=use_xla,
+def test_fast_layer_equals_keras_rnn_of_the_cell(case, masked, implementation, rng):
+    fast, slow = _pair(activation="tanh" if case == "state" else None, implementation=implementation,
                        **CASES[case])
     x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
     kwargs = {"initial_state": tf.constant(rng.randn(BATCH, UNITS).astype("float32"))}
@@ -235,7 +235,7 @@ def test_mixed_precision_policy(rng):
     ({"units": 0}, ValueError, "num_units"),
     ({"units": 4, "recurrent_max_abs": -1.0}, ValueError, "recurrent_max_abs"),
     ({"units": 4, "activation": "nope"}, ValueError, "activation"),
-    ({"units": 4, "use_xla": "yes"}, TypeError, "use_xla"),
+    ({"units": 4, "implementation": "cuda"}, ValueError, "implementation"),
 ])
 def test_bad_layer_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
