@@ -1,0 +1,524 @@
+"""Ready-made IndRNN models: the plain stack of the original, residual and dense IndRNN.
+
+* `build_plain_indrnn`, `build_residual_indrnn`, `build_dense_indrnn`: sequence
+  to sequence backbones `[batch, T, input_dim] -> [batch, T, width]`.
+* `build_sequence_classifier`: one of them, then logits from the last step.
+* `recommended_recurrent_initializers`: the initialisation that keeps deep
+  stacks trainable over long sequences.
+
+All are functional `keras.Model`s of registered layers, so they save to and
+load from `.keras` files.
+"""
+import numbers
+
+import keras
+import tensorflow as tf
+
+from ind_rnn import _checks
+from ind_rnn.deep import (DenseIndRNNBlock, ResidualIndRNNBlock, SequenceBatchNormalization,
+                          fraction, non_negative_int)
+from ind_rnn.layer import IndRNN
+
+MODELS = ("plain", "residual", "dense")
+# The sequential MNIST script's input kernel initialiser (REFERENCE §2).
+DEFAULT_INPUT_KERNEL_INITIALIZER = {"class_name": "RandomUniform",
+                                    "config": {"minval": -0.001, "maxval": 0.001}}
+
+
+def _invalid(name, expected, value):
+    return _checks._invalid(name, expected, value)  # pylint: disable=protected-access
+
+
+def _time_steps(value):
+    if value is None:
+        return None
+    return _checks.positive_int("time_steps", value)
+
+
+def _recurrent_max_abs(time_steps, value):
+    """The bound on |u|: `value`, or 2 ** (1 / time_steps) by default."""
+    if value is None:
+        if time_steps is None:
+            raise ValueError(_invalid(
+                "recurrent_max_abs", "a number > 0 when `time_steps` is None "
+                "(e.g. 2 ** (1 / T) for sequences of about T steps)", value))
+        return 2.0 ** (1.0 / time_steps)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(_invalid("recurrent_max_abs", "a number > 0 or None", value))
+    if not value > 0:
+        raise ValueError(_invalid("recurrent_max_abs", "a number > 0 or None", value))
+    return float(value)
+
+
+def recommended_recurrent_initializers(time_steps=None, recurrent_max_abs=None):
+    """Initialisers of the recurrent weights `u` that keep deep IndRNNs trainable.
+
+    As in the original sequential MNIST script: hidden layers draw `u` from
+    uniform(0, max), so every unit starts with a memory between none and the
+    longest the bound allows; the last layer draws it from
+    uniform(0.5 ** (1 / T), max), near 1, so that the layer feeding the
+    classifier keeps information from the whole sequence. `max` is
+    `recurrent_max_abs`, by default `2 ** (1 / T)`: a unit cannot grow more
+    than 2x over T steps, so neither activations nor gradients explode.
+    With `time_steps` None, the last layer's lower end is `1 / max`.
+
+    Args:
+        time_steps: positive int T, the sequence length, or None.
+        recurrent_max_abs: float > 0, bound on `|u|`; None: `2 ** (1 / T)`.
+
+    Returns:
+        `(hidden, last, recurrent_max_abs)`: two `keras.initializers.RandomUniform`
+        and the bound used.
+
+    Raises:
+        TypeError / ValueError: for a bad `time_steps` or `recurrent_max_abs`,
+            or both None.
+
+    Example:
+
+    >>> from ind_rnn import recommended_recurrent_initializers
+    >>> hidden, last, bound = recommended_recurrent_initializers(784)
+    >>> round(last.minval, 5), round(bound, 5)
+    (0.99912, 1.00088)
+    """
+    time_steps = _time_steps(time_steps)
+    bound = _recurrent_max_abs(time_steps, recurrent_max_abs)
+    near_one = 0.5 ** (1.0 / time_steps) if time_steps else 1.0 / bound
+    hidden = keras.initializers.RandomUniform(0.0, bound)
+    last = keras.initializers.RandomUniform(min(near_one, bound), bound)
+    return hidden, last, bound
+
+
+def _input_kernel_initializer(value):
+    return keras.initializers.get(DEFAULT_INPUT_KERNEL_INITIALIZER if value is None else value)
+
+
+def _copy(initializer):
+    """A fresh initialiser per layer (a shared seeded one repeats its values)."""
+    return initializer.__class__.from_config(initializer.get_config())
+
+
+def _sequence_input(time_steps, input_dim):
+    return keras.Input((_time_steps(time_steps), _checks.positive_int("input_dim", input_dim)),
+                       name="sequences")
+
+
+def _norm(batch_norm, name):
+    return SequenceBatchNormalization(name=name) if batch_norm else None
+
+
+def _time_shared_dropout(rate, seed, name):
+    """Dropout with one mask per sequence: the same features dropped at every step."""
+    if not rate:
+        return None
+    return keras.layers.SpatialDropout1D(rate, seed=seed, name=name)
+
+
+def _apply(layer, values):
+    return values if layer is None else layer(values)
+
+
+def _check_common(dropout, batch_norm):
+    dropout = _checks.rate("dropout", dropout)
+    if not isinstance(batch_norm, bool):
+        raise TypeError(_invalid("batch_norm", "True or False", batch_norm))
+    return dropout
+
+
+def _plain_stack(sequences, num_layers, units, time_steps, recurrent_max_abs, dropout,
+                 batch_norm, input_kernel_initializer, seed):
+    """IndRNN -> BN (-> dropout between layers), `num_layers` times."""
+    num_layers = _checks.positive_int("num_layers", num_layers)
+    units = _checks.positive_int("units", units)
+    dropout = _check_common(dropout, batch_norm)
+    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
+    input_initializer = _input_kernel_initializer(input_kernel_initializer)
+    for index in range(1, num_layers + 1):
+        is_last = index == num_layers
+        sequences = IndRNN(units, recurrent_max_abs=bound,
+                           recurrent_kernel_initializer=_copy(last if is_last else hidden),
+                           input_kernel_initializer=_copy(input_initializer),
+                           return_sequences=True,
+                           name=f"ind_rnn_{index}")(sequences)
+        sequences = _apply(_norm(batch_norm, f"norm_{index}"), sequences)
+        if not is_last:
+            sequences = _apply(_time_shared_dropout(
+                dropout, None if seed is None else seed + index, f"dropout_{index}"), sequences)
+    return sequences
+
+
+def _residual_stack(sequences, num_blocks, units, time_steps, recurrent_max_abs, dropout,
+                    batch_norm, input_kernel_initializer, seed):
+    """IndRNN, then `num_blocks` residual blocks, then BN: 1 + 2 * num_blocks IndRNNs."""
+    num_blocks = _checks.positive_int("num_blocks", num_blocks)
+    units = _checks.positive_int("units", units)
+    dropout = _check_common(dropout, batch_norm)
+    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
+    input_initializer = _input_kernel_initializer(input_kernel_initializer)
+    sequences = IndRNN(units, recurrent_max_abs=bound,
+                       recurrent_kernel_initializer=_copy(hidden),
+                       input_kernel_initializer=_copy(input_initializer),
+                       return_sequences=True, name="ind_rnn_input")(sequences)
+    for index in range(1, num_blocks + 1):
+        sequences = ResidualIndRNNBlock(
+            units, recurrent_max_abs=bound, recurrent_kernel_initializer=hidden,
+            last_recurrent_kernel_initializer=last if index == num_blocks else None,
+            input_kernel_initializer=input_initializer, dropout=dropout,
+            batch_norm=batch_norm,
+            seed=None if seed is None else seed + 10 * index,
+            name=f"residual_block_{index}")(sequences)
+    return _apply(_norm(batch_norm, "norm_output"), sequences)
+
+
+def _dense_stack(sequences, layers_per_block, units, growth_rate, bottleneck, compression,
+                 time_steps, recurrent_max_abs, dropout, batch_norm, input_kernel_initializer,
+                 seed):
+    """IndRNN, dense blocks with transitions between them, then BN."""
+    layers_per_block = _layers_per_block(layers_per_block)
+    units = _checks.positive_int("units", units)
+    growth_rate = _checks.positive_int("growth_rate", growth_rate)
+    bottleneck = non_negative_int("bottleneck", bottleneck)
+    compression = fraction("compression", compression)
+    dropout = _check_common(dropout, batch_norm)
+    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
+    input_initializer = _input_kernel_initializer(input_kernel_initializer)
+
+    def ind_rnn(width, name):
+        return IndRNN(width, recurrent_max_abs=bound, recurrent_kernel_initializer=_copy(hidden),
+                      input_kernel_initializer=_copy(input_initializer),
+                      return_sequences=True, name=name)
+
+    sequences = ind_rnn(units, "ind_rnn_input")(sequences)
+    for index, num_layers in enumerate(layers_per_block, start=1):
+        is_last = index == len(layers_per_block)
+        sequences = DenseIndRNNBlock(
+            num_layers, growth_rate, bottleneck, recurrent_max_abs=bound,
+            recurrent_kernel_initializer=hidden,
+            last_recurrent_kernel_initializer=last if is_last else None,
+            input_kernel_initializer=input_initializer, dropout=dropout,
+            batch_norm=batch_norm,
+            seed=None if seed is None else seed + 100 * index,
+            name=f"dense_block_{index}")(sequences)
+        if not is_last:  # transition: shrink the width
+            width = max(1, int(sequences.shape[-1] * compression))
+            sequences = _apply(_norm(batch_norm, f"transition_{index}_norm"), sequences)
+            sequences = ind_rnn(width, f"transition_{index}_ind_rnn")(sequences)
+            sequences = _apply(_time_shared_dropout(
+                dropout, None if seed is None else seed + 100 * index + 99,
+                f"transition_{index}_dropout"), sequences)
+    return _apply(_norm(batch_norm, "norm_output"), sequences)
+
+
+def _layers_per_block(value):
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(_invalid("layers_per_block",
+                                 "a non-empty list of positive integers", value))
+    for count in value:
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+            raise ValueError(_invalid("layers_per_block",
+                                      "a non-empty list of positive integers", value))
+    return [int(count) for count in value]
+
+
+def split_layers(num_layers, num_blocks):
+    """Splits `num_layers` dense layers over `num_blocks` blocks, earlier ones larger.
+
+    Args:
+        num_layers: positive int, total dense layers.
+        num_blocks: positive int, <= num_layers.
+
+    Returns:
+        A list of `num_blocks` positive ints summing to `num_layers`.
+
+    Raises:
+        TypeError / ValueError: for non-positive values or more blocks than layers.
+
+    Example:
+
+    >>> from ind_rnn.models import split_layers
+    >>> split_layers(8, 3)
+    [3, 3, 2]
+    """
+    num_layers = _checks.positive_int("num_layers", num_layers)
+    num_blocks = _checks.positive_int("num_blocks", num_blocks)
+    if num_blocks > num_layers:
+        raise ValueError(_invalid("num_blocks", f"a positive integer <= num_layers={num_layers}",
+                                  num_blocks))
+    base, extra = divmod(num_layers, num_blocks)
+    return [base + (index < extra) for index in range(num_blocks)]
+
+
+def build_plain_indrnn(time_steps, input_dim, num_layers=6, units=128, recurrent_max_abs=None,
+                       dropout=0.0, batch_norm=True, input_kernel_initializer=None,
+                       seed=None, name="plain_indrnn"):
+    """The original sequential MNIST stack: `num_layers` x (IndRNN -> BN), as a model.
+
+    Every IndRNN has `units` ReLU units, `recurrent_max_abs` (default
+    `2 ** (1 / time_steps)`) and the `recommended_recurrent_initializers`;
+    the input kernels start uniform(-0.001, 0.001). Each BN normalizes over
+    batch and time (`SequenceBatchNormalization`); dropout, shared over
+    time, goes between layers.
+
+    Args:
+        time_steps: positive int T, or None for any length (then
+            `recurrent_max_abs` is required).
+        input_dim: positive int, features per step.
+        num_layers: positive int, number of IndRNN layers.
+        units: positive int, width of every layer.
+        recurrent_max_abs: float > 0, bound on `|u|`; None: `2 ** (1 / T)`.
+        dropout: float in [0, 1), rate of the dropout between layers (one mask
+            per sequence).
+        batch_norm: whether to put a BN after every layer.
+        input_kernel_initializer: initializer of the input kernels; None:
+            uniform(-0.001, 0.001).
+        seed: seed of the dropout masks.
+        name: model name.
+
+    Returns:
+        A `keras.Model` mapping `[batch, T, input_dim]` to `[batch, T, units]`.
+
+    Raises:
+        TypeError / ValueError: for any bad argument, naming it.
+
+    Example:
+
+    >>> from ind_rnn import build_plain_indrnn
+    >>> build_plain_indrnn(100, 2, num_layers=3, units=16).output_shape
+    (None, 100, 16)
+    """
+    inputs = _sequence_input(time_steps, input_dim)
+    outputs = _plain_stack(inputs, num_layers, units, inputs.shape[1], recurrent_max_abs,
+                           dropout, batch_norm, input_kernel_initializer, seed)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_residual_indrnn(time_steps, input_dim, num_blocks, units=128, recurrent_max_abs=None,
+                          dropout=0.0, batch_norm=True, input_kernel_initializer=None,
+                          seed=None, name="residual_indrnn"):
+    """Residual IndRNN: IndRNN -> `num_blocks` x `ResidualIndRNNBlock` -> BN.
+
+    That is `1 + 2 * num_blocks` IndRNN layers (10 blocks: the paper's 21
+    layers), all `units` wide, with `recurrent_max_abs` tied to T and the
+    `recommended_recurrent_initializers` (the last block's second IndRNN
+    starts near 1). The input kernels start uniform(-0.001, 0.001), so that
+    every block starts close to the identity.
+
+    Args:
+        time_steps, input_dim, units, recurrent_max_abs, batch_norm,
+        input_kernel_initializer, seed, name: as in
+            `build_plain_indrnn`.
+        num_blocks: positive int, number of residual blocks.
+        dropout: float in [0, 1), dropout rate after each IndRNN inside the
+            blocks (one mask per sequence).
+
+    Returns:
+        A `keras.Model` mapping `[batch, T, input_dim]` to `[batch, T, units]`.
+
+    Raises:
+        TypeError / ValueError: for any bad argument (e.g. `num_blocks=0`),
+            naming it.
+
+    Example:
+
+    >>> from ind_rnn import build_residual_indrnn
+    >>> build_residual_indrnn(64, 1, num_blocks=10, units=32).output_shape
+    (None, 64, 32)
+    """
+    inputs = _sequence_input(time_steps, input_dim)
+    outputs = _residual_stack(inputs, num_blocks, units, inputs.shape[1], recurrent_max_abs,
+                              dropout, batch_norm, input_kernel_initializer, seed)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_dense_indrnn(time_steps, input_dim, layers_per_block=(8, 6, 4), units=128,
+                       growth_rate=32, bottleneck=4, compression=0.5, recurrent_max_abs=None,
+                       dropout=0.0, batch_norm=True, input_kernel_initializer=None,
+                       seed=None, name="dense_indrnn"):
+    """Dense IndRNN (arXiv 1910.06251): IndRNN -> dense blocks with transitions -> BN.
+
+    An IndRNN of `units` is followed by one `DenseIndRNNBlock` per entry of
+    `layers_per_block`; between two blocks a transition (BN -> IndRNN)
+    shrinks the width to `int(width * compression)`. Recurrent bounds and
+    initialisers as in `build_residual_indrnn` (the last dense layer's IndRNN
+    starts near 1).
+
+    Args:
+        time_steps, input_dim, units, recurrent_max_abs, batch_norm,
+        input_kernel_initializer, seed, name: as in
+            `build_plain_indrnn`.
+        layers_per_block: non-empty list of positive ints, dense layers per
+            block (the paper's (8, 6, 4)).
+        growth_rate: positive int, features each dense layer adds.
+        bottleneck: int >= 0, bottleneck width as a multiple of
+            `growth_rate` (0: no bottleneck).
+        compression: float in (0, 1], width kept by each transition.
+        dropout: float in [0, 1), dropout rate after each IndRNN inside the
+            blocks and after each transition (one mask per sequence).
+
+    Returns:
+        A `keras.Model` mapping `[batch, T, input_dim]` to `[batch, T, width]`.
+
+    Raises:
+        TypeError / ValueError: for any bad argument (e.g. `growth_rate=-1`),
+            naming it.
+
+    Example:
+
+    >>> from ind_rnn import build_dense_indrnn
+    >>> build_dense_indrnn(64, 1, [2, 2], units=32, growth_rate=8).output_shape
+    (None, 64, 32)
+    """
+    inputs = _sequence_input(time_steps, input_dim)
+    outputs = _dense_stack(inputs, layers_per_block, units, growth_rate, bottleneck,
+                           compression, inputs.shape[1], recurrent_max_abs, dropout,
+                           batch_norm, input_kernel_initializer, seed)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="ind_rnn")
+class LastStep(keras.layers.Layer):
+    """The features of each sequence's last valid step: `[batch, time, f] -> [batch, f]`.
+
+    Without a mask, the last step; with one, the last step where the mask
+    is True (the last step for a sequence with none).
+
+    Call arguments:
+        inputs: `[batch, time, features]`.
+        mask: optional boolean `[batch, time]`.
+
+    Returns:
+        `[batch, features]`.
+
+    Raises:
+        ValueError: for inputs that are not rank 3.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from ind_rnn.models import LastStep
+    >>> x = np.arange(6, dtype="float32").reshape(1, 3, 2)
+    >>> LastStep()(x, mask=np.array([[True, True, False]])).numpy()
+    array([[2., 3.]], dtype=float32)
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(_invalid("inputs", "a shape of rank 3", tuple(input_shape)))
+        self.built = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return inputs[:, -1]
+        mask = tf.cast(mask, tf.bool)
+        num_steps = tf.shape(inputs)[1]
+        # Distance of the last True from the end: argmax finds the first True
+        # of the reversed mask (0, the last step, when there is none).
+        from_end = tf.argmax(tf.cast(tf.reverse(mask, [1]), tf.int32), axis=1,
+                             output_type=tf.int32)
+        return tf.gather(inputs, num_steps - 1 - from_end, axis=1, batch_dims=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
+# Options each model takes on top of the common arguments.
+_MODEL_OPTIONS = {
+    "plain": ("input_kernel_initializer", "seed"),
+    "residual": ("input_kernel_initializer", "seed"),
+    "dense": ("input_kernel_initializer", "seed", "growth_rate", "bottleneck",
+              "compression", "num_blocks"),
+}
+
+
+def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain", num_layers=6,
+                              units=128, dropout=0.0, batch_norm=True, recurrent_max_abs=None,
+                              name=None, **options):
+    """An IndRNN classifier: `[batch, T, input_dim]` -> logits `[batch, num_classes]`.
+
+    The backbone (see the builders) runs over the whole sequence; the logits
+    are a dense layer on its last step's output (the last valid step, if the
+    inputs carry a mask). `model` picks the backbone and what `num_layers`
+    counts:
+
+    * "plain": the original sequential MNIST stack (`build_plain_indrnn`),
+      `num_layers` IndRNN layers.
+    * "residual": `build_residual_indrnn`; `num_layers` IndRNN layers,
+      `1 + 2 * num_blocks`, so an odd number >= 3 (21: 10 blocks).
+    * "dense": `build_dense_indrnn`; `num_layers` dense layers (each a
+      bottleneck IndRNN and an IndRNN) split over `num_blocks` blocks
+      (option, default 3), earlier blocks taking the extra ones.
+
+    Args:
+        time_steps: positive int T, or None for any length (then
+            `recurrent_max_abs` is required).
+        input_dim: positive int, features per step.
+        num_classes: positive int.
+        model: "plain", "residual" or "dense".
+        num_layers: positive int, depth as above.
+        units: positive int, width of the IndRNN layers (dense: of the first
+            layer).
+        dropout: float in [0, 1), dropout rate between layers, one mask per
+            sequence.
+        batch_norm: whether to use batch norm over batch and time.
+        recurrent_max_abs: float > 0, bound on `|u|`; None: `2 ** (1 / T)`.
+        name: model name; None: "<model>_indrnn_classifier".
+        **options: `input_kernel_initializer` (None: uniform(-0.001, 0.001)),
+            `seed` (dropout); for "dense" also `growth_rate` (32),
+            `bottleneck` (4), `compression` (0.5), `num_blocks` (3).
+
+    Returns:
+        A `keras.Model` whose output is the logits (no softmax).
+
+    Raises:
+        TypeError / ValueError: for any bad argument, an unknown `model`, an
+            option the model does not take, or a `num_layers` the model
+            cannot have.
+
+    Example:
+
+    >>> from ind_rnn import build_sequence_classifier
+    >>> model = build_sequence_classifier(64, 1, 10, model="residual", num_layers=21,
+    ...                                   units=32)
+    >>> model.output_shape
+    (None, 10)
+    """
+    if model not in MODELS:
+        raise ValueError(_invalid("model", "one of " + ", ".join(map(repr, MODELS)), model))
+    unknown = sorted(set(options) - set(_MODEL_OPTIONS[model]))
+    if unknown:
+        raise TypeError(_invalid("options", f"keyword arguments among "
+                                 f"{list(_MODEL_OPTIONS[model])} for model={model!r}", unknown))
+    num_layers = _checks.positive_int("num_layers", num_layers)
+    num_classes = _checks.positive_int("num_classes", num_classes)
+    inputs = _sequence_input(time_steps, input_dim)
+    time_steps = inputs.shape[1]
+    common = dict(units=units, time_steps=time_steps, recurrent_max_abs=recurrent_max_abs,
+                  dropout=dropout, batch_norm=batch_norm,
+                  input_kernel_initializer=options.get("input_kernel_initializer"),
+                  seed=options.get("seed"))
+    if model == "plain":
+        sequences = _plain_stack(inputs, num_layers, **common)
+    elif model == "residual":
+        sequences = _residual_stack(inputs, _residual_blocks(num_layers), **common)
+    else:
+        layers_per_block = split_layers(num_layers, options.get("num_blocks", 3))
+        sequences = _dense_stack(inputs, layers_per_block, growth_rate=options.get("growth_rate", 32),
+                                 bottleneck=options.get("bottleneck", 4),
+                                 compression=options.get("compression", 0.5), **common)
+    logits = keras.layers.Dense(num_classes, name="logits")(LastStep(name="last_step")(sequences))
+    return keras.Model(inputs, logits, name=name or f"{model}_indrnn_classifier")
+
+
+def _residual_blocks(num_layers):
+    if num_layers < 3 or num_layers % 2 == 0:
+        raise ValueError(_invalid(
+            "num_layers", "an odd integer >= 3 for model='residual' (1 + 2 * blocks)",
+            num_layers))
+    return (num_layers - 1) // 2
