@@ -116,14 +116,12 @@ class IndRNN(keras.layers.RNN):
             # The same mask the cell would use, shared over time.
             dropout_mask = self.cell.get_dropout_mask(sequences[:, 0, :])
             sequences = sequences * dropout_mask[:, None, :]
-        # Time-major before projecting: the (usually narrow) inputs are cheaper
-        # to transpose than the projections.
-        projected = self.cell.project(tf.transpose(sequences, [1, 0, 2]))
+        projected = self.cell.project(sequences)
         if mask is not None:
-            mask = tf.transpose(tf.cast(mask, tf.bool), [1, 0])
+            mask = tf.cast(mask, tf.bool)
         if self.go_backwards:
-            projected = tf.reverse(projected, [0])
-            mask = None if mask is None else tf.reverse(mask, [0])
+            projected = tf.reverse(projected, [1])
+            mask = None if mask is None else tf.reverse(mask, [1])
 
         states, last_state = indrnn_scan(
             projected, self.cell.effective_recurrent_weight(),
@@ -131,12 +129,11 @@ class IndRNN(keras.layers.RNN):
             mask=mask, implementation=self.implementation)
         if self.return_sequences:
             outputs = _masked_outputs(states, mask, self.zero_output_for_mask)
-            last_output = outputs[-1]
-            outputs = tf.transpose(outputs, [1, 0, 2])
+            last_output = outputs[:, -1]
         else:
             # Only the last output is used (RNN.call reads `last_output`): derive
             # it from the last state, so no gradient flows into `states` and
-            # the [time, batch, units] arrays are neither transposed nor masked.
+            # the [batch, time, units] array is not masked.
             last_output = _masked_last_output(last_state, mask, self.zero_output_for_mask)
             outputs = last_output[:, None, :]
         return last_output, outputs, [last_state]
@@ -173,7 +170,7 @@ def _masked_last_output(last_state, mask, zero_output_for_mask):
     """The last step's output under Keras' masking convention (see below)."""
     if mask is None:
         return last_state
-    keep = mask[-1] if zero_output_for_mask else tf.reduce_any(mask, axis=0)
+    keep = mask[:, -1] if zero_output_for_mask else tf.reduce_any(mask, axis=1)
     return tf.where(keep[:, None], last_state, tf.zeros_like(last_state))
 
 
@@ -189,5 +186,5 @@ def _masked_outputs(states, mask, zero_output_for_mask):
     if zero_output_for_mask:
         keep = mask
     else:
-        keep = tf.cast(tf.math.cumsum(tf.cast(mask, tf.int32), axis=0), tf.bool)
+        keep = tf.cast(tf.math.cumsum(tf.cast(mask, tf.int32), axis=1), tf.bool)
     return tf.where(keep[:, :, None], states, tf.zeros_like(states))

@@ -235,7 +235,7 @@ def _native_scan(projected, recurrent_weight, initial_state, activation, mask):
     def scan(projected, recurrent_weight, initial_state):
         states = ops.ind_rnn_forward(projected, recurrent_weight, initial_state, mask_input,
                                      **attrs)
-        last_state = states[-1]
+        last_state = states[:, -1]
 
         def grad(grad_states, grad_last_state):
             if grad_states is None:
@@ -252,36 +252,43 @@ def _native_scan(projected, recurrent_weight, initial_state, activation, mask):
 
 def _loop_scan(projected, recurrent_weight, initial_state, activation, mask, use_xla):
     forward, backward = _compiled_loops(activation, use_xla)
+    # The loops step along the leading axis: they work time-major.
+    mask = None if mask is None else tf.transpose(mask, [1, 0])
 
     @tf.custom_gradient
     def scan(projected, recurrent_weight, initial_state):
+        time_major = tf.transpose(projected, [1, 0, 2])
         # stop_gradient: the hand-written `grad` below replaces autodiff, so no
         # tape may record the loop (that would also break XLA compilation).
-        states, last_state = forward(tf.stop_gradient(projected),
+        states, last_state = forward(tf.stop_gradient(time_major),
                                      tf.stop_gradient(recurrent_weight),
                                      tf.stop_gradient(initial_state), mask)
 
         def grad(grad_states, grad_last_state):
             if grad_last_state is None:
                 grad_last_state = tf.zeros_like(last_state)
-            return backward(projected, recurrent_weight, initial_state, mask, states,
-                            grad_states, grad_last_state)
+            if grad_states is not None:
+                grad_states = tf.transpose(grad_states, [1, 0, 2])
+            grad_projected, grad_weight, grad_initial = backward(
+                time_major, recurrent_weight, initial_state, mask, states, grad_states,
+                grad_last_state)
+            return tf.transpose(grad_projected, [1, 0, 2]), grad_weight, grad_initial
 
-        return (states, last_state), grad
+        return (tf.transpose(states, [1, 0, 2]), last_state), grad
 
     return scan(projected, recurrent_weight, initial_state)
 
 
 def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=None,
                 implementation="auto"):
-    """Runs `indrnn_step` over a whole time-major sequence.
+    """Runs `indrnn_step` over a whole sequence.
 
     Args:
-        projected: `[time, batch, units]`, the input projections `x_t @ W + b`.
+        projected: `[batch, time, units]`, the input projections `x_t @ W + b`.
         recurrent_weight: `[units]`, the effective recurrent weight `u`.
         initial_state: `[batch, units]`.
         activation: an elementwise callable (e.g. `keras.activations.relu`).
-        mask: optional boolean `[time, batch]`; where False, the step is skipped
+        mask: optional boolean `[batch, time]`; where False, the step is skipped
             and the state carried through.
         implementation: which loop runs it: "native" (fused C++ CPU kernels,
             compiled on first use), "xla" (an XLA-compiled loop), "tf" (a
@@ -289,7 +296,7 @@ def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=Non
             `resolve_implementation`). All compute the same numbers.
 
     Returns:
-        `(states, last_state)`: `states` `[time, batch, units]` holds the state
+        `(states, last_state)`: `states` `[batch, time, units]` holds the state
         after every step (carried through masked steps), `last_state`
         `[batch, units]` the final one. Differentiable w.r.t. `projected`,
         `recurrent_weight` and `initial_state` (first order).

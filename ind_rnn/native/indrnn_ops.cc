@@ -2,8 +2,10 @@
 //
 // Every (batch row, unit) pair is an independent scalar recurrence
 //   h_t = act(z_t + u * h_{t-1}),
-// so the work is split over batch rows across TensorFlow's CPU thread pool,
-// and each thread walks time with contiguous, vectorisable inner loops.
+// so the work is split over batch rows across TensorFlow's CPU thread pool.
+// Tensors are batch-major ([batch, time, units], Keras' layout): a row's whole
+// sequence is contiguous, each thread streams through it, and no transposes
+// are needed around the kernels.
 // The maths mirrors ind_rnn/recurrence.py (`_forward_states`, `_backward`);
 // the Python side tests the two against each other and against NumPy.
 #include <cmath>
@@ -62,11 +64,11 @@ REGISTER_OP("IndRNNForward")
     .Attr("T: {float, double}")
     .Attr("activation: {'relu', 'tanh', 'sigmoid', 'linear'}")
     .Attr("has_mask: bool")
-    .Input("projected: T")       // [time, batch, units]
+    .Input("projected: T")       // [batch, time, units]
     .Input("weight: T")          // [units]
     .Input("initial_state: T")   // [batch, units]
-    .Input("mask: bool")         // [time, batch], or [0] when has_mask is false
-    .Output("states: T")         // [time, batch, units]
+    .Input("mask: bool")         // [batch, time], or [0] when has_mask is false
+    .Output("states: T")         // [batch, time, units]
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
       c->set_output(0, c->input(0));
       return absl::OkStatus();
@@ -78,11 +80,11 @@ REGISTER_OP("IndRNNBackward")
     .Attr("has_mask: bool")
     .Input("weight: T")            // [units]
     .Input("initial_state: T")     // [batch, units]
-    .Input("mask: bool")           // [time, batch] or [0]
-    .Input("states: T")            // [time, batch, units]
-    .Input("grad_states: T")       // [time, batch, units], or [0] if none reached them
+    .Input("mask: bool")           // [batch, time] or [0]
+    .Input("states: T")            // [batch, time, units]
+    .Input("grad_states: T")       // [batch, time, units], or [0] if none reached them
     .Input("grad_last_state: T")   // [batch, units]
-    .Output("grad_projected: T")   // [time, batch, units]
+    .Output("grad_projected: T")   // [batch, time, units]
     .Output("grad_weight: T")      // [units]
     .Output("grad_initial_state: T")
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
@@ -108,14 +110,14 @@ class IndRNNForwardOp : public OpKernel {
     const Tensor& initial_state = context->input(2);
     const Tensor& mask = context->input(3);
     OP_REQUIRES(context, projected.dims() == 3,
-                absl::InvalidArgumentError("projected must be [time, batch, units]"));
-    const int64 steps = projected.dim_size(0), batch = projected.dim_size(1),
+                absl::InvalidArgumentError("projected must be [batch, time, units]"));
+    const int64 batch = projected.dim_size(0), steps = projected.dim_size(1),
                 units = projected.dim_size(2);
     OP_REQUIRES(context, weight.NumElements() == units &&
                              initial_state.NumElements() == batch * units,
                 absl::InvalidArgumentError("weight/initial_state shapes do not match"));
     OP_REQUIRES(context, !has_mask_ || mask.NumElements() == steps * batch,
-                absl::InvalidArgumentError("mask must be [time, batch]"));
+                absl::InvalidArgumentError("mask must be [batch, time]"));
     Tensor* states = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, projected.shape(), &states));
 
@@ -127,12 +129,12 @@ class IndRNNForwardOp : public OpKernel {
     const Activation activation = activation_;
 
     auto rows = [&](int64 begin, int64 end) {
-      for (int64 t = 0; t < steps; ++t) {
-        for (int64 b = begin; b < end; ++b) {
-          const int64 row = (t * batch + b) * units;
-          const T* previous = t == 0 ? h0 + b * units : out + row - batch * units;
+      for (int64 b = begin; b < end; ++b) {
+        for (int64 t = 0; t < steps; ++t) {
+          const int64 row = (b * steps + t) * units;
+          const T* previous = t == 0 ? h0 + b * units : out + row - units;
           T* current = out + row;
-          if (valid != nullptr && !valid[t * batch + b]) {
+          if (valid != nullptr && !valid[b * steps + t]) {
             for (int64 k = 0; k < units; ++k) current[k] = previous[k];
             continue;
           }
@@ -170,8 +172,8 @@ class IndRNNBackwardOp : public OpKernel {
     const Tensor& grad_states = context->input(4);
     const Tensor& grad_last_state = context->input(5);
     OP_REQUIRES(context, states.dims() == 3,
-                absl::InvalidArgumentError("states must be [time, batch, units]"));
-    const int64 steps = states.dim_size(0), batch = states.dim_size(1),
+                absl::InvalidArgumentError("states must be [batch, time, units]"));
+    const int64 batch = states.dim_size(0), steps = states.dim_size(1),
                 units = states.dim_size(2);
     const bool has_grad_states = grad_states.NumElements() > 0;
     OP_REQUIRES(context, !has_grad_states || grad_states.shape() == states.shape(),
@@ -211,15 +213,15 @@ class IndRNNBackwardOp : public OpKernel {
         for (int64 b = begin; b < end; ++b)
           for (int64 k = 0; k < units; ++k)
             carried[(b - begin) * units + k] = e_last[b * units + k];
-        for (int64 t = steps - 1; t >= 0; --t) {
-          for (int64 b = begin; b < end; ++b) {
-            const int64 row = (t * batch + b) * units;
-            const T* previous = t == 0 ? h0 + b * units : h + row - batch * units;
-            T* g = carried.data() + (b - begin) * units;
+        for (int64 b = begin; b < end; ++b) {
+          T* g = carried.data() + (b - begin) * units;
+          for (int64 t = steps - 1; t >= 0; --t) {
+            const int64 row = (b * steps + t) * units;
+            const T* previous = t == 0 ? h0 + b * units : h + row - units;
             T* dzt = dz + row;
             if (e != nullptr)
               for (int64 k = 0; k < units; ++k) g[k] += e[row + k];
-            if (valid != nullptr && !valid[t * batch + b]) {
+            if (valid != nullptr && !valid[b * steps + t]) {
               for (int64 k = 0; k < units; ++k) dzt[k] = T(0);
               continue;  // the state passed through: g flows on unchanged
             }
