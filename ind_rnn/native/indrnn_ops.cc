@@ -58,6 +58,59 @@ inline T DerivativeFromOutput(Activation activation, T y) {
 // Cost hint for the sharder: enough per row that small batches stay on one thread.
 constexpr int64 kCostPerRowStep = 2000;
 
+// The forward recurrence for batch rows [begin, end). The activation is a
+// template argument so that the inner loop over units has no branch and
+// vectorises; __restrict__ tells the compiler the rows do not overlap.
+template <typename T, Activation A>
+void ForwardRows(const T* __restrict__ z, const T* __restrict__ u, const T* __restrict__ h0,
+                 const bool* valid, T* __restrict__ out, int64 begin, int64 end,
+                 int64 steps, int64 units) {
+  for (int64 b = begin; b < end; ++b) {
+    for (int64 t = 0; t < steps; ++t) {
+      const int64 row = (b * steps + t) * units;
+      const T* __restrict__ previous = t == 0 ? h0 + b * units : out + row - units;
+      T* __restrict__ current = out + row;
+      if (valid != nullptr && !valid[b * steps + t]) {
+        for (int64 k = 0; k < units; ++k) current[k] = previous[k];
+        continue;
+      }
+      const T* __restrict__ zt = z + row;
+      for (int64 k = 0; k < units; ++k) current[k] = Apply(A, zt[k] + u[k] * previous[k]);
+    }
+  }
+}
+
+// The backward recurrence for batch rows [begin, end); see IndRNNBackwardOp.
+// `g` holds, per row, dL/dh_t arriving from step t+1 (initially dL/dh_last);
+// on return it holds dL/dh0. `du` accumulates sum_t dz_t * h_{t-1}.
+template <typename T, Activation A>
+void BackwardRows(const T* __restrict__ u, const T* __restrict__ h0, const bool* valid,
+                  const T* __restrict__ h, const T* __restrict__ e, T* __restrict__ dz,
+                  T* __restrict__ g, double* __restrict__ du, int64 begin, int64 end,
+                  int64 steps, int64 units) {
+  for (int64 b = begin; b < end; ++b) {
+    T* __restrict__ gb = g + (b - begin) * units;
+    for (int64 t = steps - 1; t >= 0; --t) {
+      const int64 row = (b * steps + t) * units;
+      const T* __restrict__ previous = t == 0 ? h0 + b * units : h + row - units;
+      T* __restrict__ dzt = dz + row;
+      if (e != nullptr)
+        for (int64 k = 0; k < units; ++k) gb[k] += e[row + k];
+      if (valid != nullptr && !valid[b * steps + t]) {
+        for (int64 k = 0; k < units; ++k) dzt[k] = T(0);
+        continue;  // the state passed through: g flows on unchanged
+      }
+      const T* __restrict__ ht = h + row;
+      for (int64 k = 0; k < units; ++k) {
+        const T grad_pre = DerivativeFromOutput(A, ht[k]) * gb[k];
+        dzt[k] = grad_pre;
+        du[k] += static_cast<double>(grad_pre * previous[k]);
+        gb[k] = u[k] * grad_pre;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 REGISTER_OP("IndRNNForward")
@@ -129,19 +182,18 @@ class IndRNNForwardOp : public OpKernel {
     const Activation activation = activation_;
 
     auto rows = [&](int64 begin, int64 end) {
-      for (int64 b = begin; b < end; ++b) {
-        for (int64 t = 0; t < steps; ++t) {
-          const int64 row = (b * steps + t) * units;
-          const T* previous = t == 0 ? h0 + b * units : out + row - units;
-          T* current = out + row;
-          if (valid != nullptr && !valid[b * steps + t]) {
-            for (int64 k = 0; k < units; ++k) current[k] = previous[k];
-            continue;
-          }
-          const T* zt = z + row;
-          for (int64 k = 0; k < units; ++k)
-            current[k] = Apply(activation, zt[k] + u[k] * previous[k]);
-        }
+      switch (activation) {
+        case Activation::kRelu:
+          ForwardRows<T, Activation::kRelu>(z, u, h0, valid, out, begin, end, steps, units);
+          break;
+        case Activation::kTanh:
+          ForwardRows<T, Activation::kTanh>(z, u, h0, valid, out, begin, end, steps, units);
+          break;
+        case Activation::kSigmoid:
+          ForwardRows<T, Activation::kSigmoid>(z, u, h0, valid, out, begin, end, steps, units);
+          break;
+        default:
+          ForwardRows<T, Activation::kLinear>(z, u, h0, valid, out, begin, end, steps, units);
       }
     };
     auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
@@ -213,26 +265,23 @@ class IndRNNBackwardOp : public OpKernel {
         for (int64 b = begin; b < end; ++b)
           for (int64 k = 0; k < units; ++k)
             carried[(b - begin) * units + k] = e_last[b * units + k];
-        for (int64 b = begin; b < end; ++b) {
-          T* g = carried.data() + (b - begin) * units;
-          for (int64 t = steps - 1; t >= 0; --t) {
-            const int64 row = (b * steps + t) * units;
-            const T* previous = t == 0 ? h0 + b * units : h + row - units;
-            T* dzt = dz + row;
-            if (e != nullptr)
-              for (int64 k = 0; k < units; ++k) g[k] += e[row + k];
-            if (valid != nullptr && !valid[b * steps + t]) {
-              for (int64 k = 0; k < units; ++k) dzt[k] = T(0);
-              continue;  // the state passed through: g flows on unchanged
-            }
-            const T* ht = h + row;
-            for (int64 k = 0; k < units; ++k) {
-              const T grad_pre = DerivativeFromOutput(activation, ht[k]) * g[k];
-              dzt[k] = grad_pre;
-              du[k] += static_cast<double>(grad_pre) * static_cast<double>(previous[k]);
-              g[k] = u[k] * grad_pre;
-            }
-          }
+        T* g = carried.data();
+        switch (activation) {
+          case Activation::kRelu:
+            BackwardRows<T, Activation::kRelu>(u, h0, valid, h, e, dz, g, du, begin, end,
+                                               steps, units);
+            break;
+          case Activation::kTanh:
+            BackwardRows<T, Activation::kTanh>(u, h0, valid, h, e, dz, g, du, begin, end,
+                                               steps, units);
+            break;
+          case Activation::kSigmoid:
+            BackwardRows<T, Activation::kSigmoid>(u, h0, valid, h, e, dz, g, du, begin, end,
+                                                  steps, units);
+            break;
+          default:
+            BackwardRows<T, Activation::kLinear>(u, h0, valid, h, e, dz, g, du, begin, end,
+                                                 steps, units);
         }
         for (int64 b = begin; b < end; ++b)
           for (int64 k = 0; k < units; ++k) dh0[b * units + k] = carried[(b - begin) * units + k];
