@@ -289,3 +289,31 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
     np.testing.assert_allclose(mirrored_loss, one_loss, rtol=1e-5)
     for got, want in zip(mirrored_weights, one_weights):
         np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=1e-6)
+
+
+def test_auto_picks_the_native_kernels_on_cpu_when_a_compiler_exists():
+    import shutil
+    from ind_rnn import native
+    from ind_rnn.recurrence import resolve_implementation
+    if shutil.which("g++") is None:
+        pytest.skip("no g++: the native kernels cannot be built here")
+    assert native.load() is not None, "the C++ kernels failed to build (see the log warning)"
+    projected = tf.zeros([2, 3, 4])
+    assert resolve_implementation("auto", projected, keras.activations.relu) == "native"
+    # float16 and activations without a kernel fall back to a loop.
+    assert resolve_implementation("auto", tf.cast(projected, tf.float16),
+                                  keras.activations.relu) in ("xla", "tf")
+    assert resolve_implementation("auto", projected, keras.activations.gelu) in ("xla", "tf")
+    with pytest.raises(ValueError, match="implementation"):
+        resolve_implementation("cudnn", projected, keras.activations.relu)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_gelu_activation_without_a_native_kernel_matches_keras_rnn(implementation, rng):
+    fast, slow = _pair(activation="gelu", implementation=implementation, return_sequences=True)
+    x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
+    fast_out, fast_grads = _outputs_and_grads(fast, x, fast)
+    slow_out, slow_grads = _outputs_and_grads(slow, x, slow)
+    np.testing.assert_allclose(fast_out[0], slow_out[0], rtol=1e-5, atol=1e-5)
+    for got, want in zip(fast_grads, slow_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
