@@ -1,0 +1,24 @@
+"""DilatedRNN (Chang et al., 2017) for TensorFlow 2 / Keras.
+
+Modern API: `DilatedRNN` (a Keras layer), `DilatedRNNClassifier` (a Keras
+model), the TF1-exact cells `BasicRNNCell`, `BasicLSTMCell`, `GRUCell`, and
+`mean_recurrent_length`. The TF1 original's functions keep their names and
+arguments: `dRNN`, `multi_dRNN_with_dilations` (also in `dilated_rnn.drnn`),
+`_contruct_cells`, `_rnn_reformat`, `drnn_classification` (also in
+`dilated_rnn.classification_models`).
+"""
+from dilated_rnn.cells import BasicLSTMCell, BasicRNNCell, GRUCell
+from dilated_rnn.cells import construct_cells
+from dilated_rnn.classification_models import _contruct_cells, _rnn_reformat
+from dilated_rnn.classification_models import drnn_classification
+from dilated_rnn.drnn import dRNN, multi_dRNN_with_dilations
+from dilated_rnn.layers import DilatedRNN, last_valid_steps
+from dilated_rnn.memory import mean_recurrent_length
+from dilated_rnn.models import DilatedRNNClassifier
+
+__all__ = [
+    "BasicLSTMCell", "BasicRNNCell", "DilatedRNN", "DilatedRNNClassifier",
+    "GRUCell", "_contruct_cells", "_rnn_reformat", "construct_cells", "dRNN",
+    "drnn_classification", "last_valid_steps", "mean_recurrent_length",
+    "multi_dRNN_with_dilations",
+]

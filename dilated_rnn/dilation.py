@@ -1,0 +1,223 @@
+"""One dilated recurrent layer: padding, phase-major interleaving, the loop.
+
+A layer with dilation `rate` computes `output_t = cell(x_t, state_{t-rate})`
+with a zero state for `t < rate`. As in the TF1 original, the sequence is
+zero-padded at the end to a multiple of `rate` and dilated step `i` is the
+batch-axis concatenation of steps `i*rate ... (i+1)*rate - 1`, so rows
+`[j*batch, (j+1)*batch)` of the dilated batch hold phase `j`: the
+sub-sequence `x_j, x_{j+rate}, x_{j+2*rate}, ...`. One ordinary recurrence
+over the dilated sequence then serves all phases side by side.
+
+In time-major layout (`[time, batch, features]`) that interleaving is a free
+reshape, so everything here is time-major; `dilated_recurrence` is the one
+recurrence that `DilatedRNN`, `dRNN`, `multi_dRNN_with_dilations` and
+`drnn_classification` all run.
+"""
+import functools
+import inspect
+import logging
+
+import tensorflow as tf
+
+from dilated_rnn import kernels
+from dilated_rnn._validation import invalid
+from dilated_rnn.cells import cell_output_size
+
+_LOG = logging.getLogger(__name__)
+
+IMPLEMENTATIONS = ("auto", "xla", "while", "unrolled", "cell")
+
+# "auto" unrolls loops of at most this many (static) steps. Measured on a
+# 2-core CPU: below this, per-step graph ops are cheaper than an XLA while
+# loop, whose single-threaded code is slower on large batches.
+UNROLL_MAX_STEPS = 16
+
+
+def dilate(sequence, rate):
+    """Time-major `[steps, batch, ...]` -> `[ceil(steps/rate), rate*batch, ...]`.
+
+    Pads zeros (False for a mask) at the end up to a multiple of `rate`,
+    then puts the `rate` phases side by side on the batch axis, phase-major.
+    """
+    padded = _pad_to_multiple(sequence, rate)
+    shape = tf.shape(padded)
+    dilated = tf.reshape(padded, tf.concat(
+        [[-1, rate * shape[1]], shape[2:]], axis=0))
+    steps, batch = sequence.shape[0], sequence.shape[1]
+    dilated.set_shape(
+        [None if steps is None else -(-steps // rate),
+         None if batch is None else rate * batch] + sequence.shape[2:])
+    return dilated
+
+
+def undilate(sequence, rate, num_steps):
+    """Inverse of `dilate`: back to `[num_steps, batch, ...]`.
+
+    Splits every dilated step into its `rate` phases, lays them out in time
+    order and drops the padded tail.
+    """
+    shape = tf.shape(sequence)
+    batch = shape[1] // rate
+    steps = tf.reshape(sequence, tf.concat(
+        [[-1, batch], shape[2:]], axis=0))[:num_steps]
+    static_batch = sequence.shape[1]
+    steps.set_shape(
+        [num_steps if isinstance(num_steps, int) else None,
+         None if static_batch is None else static_batch // rate]
+        + sequence.shape[2:])
+    return steps
+
+
+def _pad_to_multiple(sequence, rate):
+    steps = sequence.shape[0]
+    if steps is not None:
+        pad = -steps % rate
+        if pad == 0:
+            return sequence
+    else:
+        pad = tf.math.floormod(-tf.shape(sequence)[0], rate)
+    paddings = [[0, pad]] + [[0, 0]] * (sequence.shape.rank - 1)
+    return tf.pad(sequence, paddings)
+
+
+def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
+                       implementation="auto"):
+    """Runs `cell` as a dilated recurrent layer over a time-major sequence.
+
+    Args:
+        cell: a Keras RNN cell. The TF1 cells of `dilated_rnn.cells` run
+            their fused kernel; any other cell is stepped through `call`.
+        inputs: `[steps, batch, features]` tensor.
+        rate: the dilation, a positive int (may exceed `steps`).
+        mask: `None` or boolean `[steps, batch]`. A masked step keeps its
+            phase's previous state and outputs zeros.
+        training: passed to cells that take it.
+        implementation: one of `IMPLEMENTATIONS`, see `DilatedRNN`.
+
+    Returns:
+        `[steps, batch, units]` outputs: `output_t = cell(x_t, state_{t-rate})`.
+    """
+    num_steps = inputs.shape[0]
+    if num_steps is None:
+        num_steps = tf.shape(inputs)[0]
+    dilated_mask = None if mask is None else dilate(mask[..., None], rate)
+    outputs = run_cell(cell, dilate(inputs, rate), dilated_mask, training,
+                       implementation)
+    if dilated_mask is not None:
+        outputs = tf.where(dilated_mask, outputs, tf.zeros_like(outputs))
+    return undilate(outputs, rate, num_steps)
+
+
+def run_cell(cell, inputs, mask=None, training=None, implementation="auto"):
+    """Runs `cell` over a time-major sequence from a zero state.
+
+    `mask` is `None` or boolean `[steps, batch, 1]`. Returns the output
+    sequence; at masked steps its values are unspecified.
+    """
+    fused = (implementation != "cell"
+             and getattr(cell, "supports_fused_sequence", False))
+    engine = resolve_engine(implementation, inputs.shape[0], fused)
+    if fused:
+        return cell.fused_sequence(inputs, mask, engine)
+    return cell_sequence(cell, inputs, mask, training, engine)
+
+
+def resolve_engine(implementation, num_steps, fused):
+    """Picks the loop engine ("xla", "while" or "unrolled") for one loop."""
+    if implementation not in IMPLEMENTATIONS:
+        raise invalid("implementation", f"one of {IMPLEMENTATIONS}",
+                      implementation)
+    if implementation == "unrolled" and num_steps is None:
+        raise ValueError(
+            "Received an invalid value for argument `implementation`, "
+            "expected 'unrolled' only for inputs with a known number of "
+            "time steps, got 'unrolled' for an unknown number of steps.")
+    short = num_steps is not None and num_steps <= UNROLL_MAX_STEPS
+    if implementation in ("auto", "cell"):
+        if short:
+            return "unrolled"
+        return "xla" if fused and xla_available() else "while"
+    if implementation == "xla" and not fused:
+        # Stepping an arbitrary cell is differentiated by TensorFlow, which
+        # under XLA is slower than a plain loop.
+        return "while"
+    return implementation
+
+
+@functools.lru_cache(maxsize=None)
+def xla_available():
+    """Whether XLA can compile a loop here (checked once, eagerly)."""
+    with tf.init_scope():
+        try:
+            probe = tf.function(lambda x: x + 1.0, jit_compile=True)
+            probe(tf.constant(1.0))
+        except (tf.errors.OpError, NotImplementedError, ValueError) as error:
+            _LOG.warning("XLA is unavailable, dilated_rnn uses plain "
+                         "TensorFlow loops: %s", error)
+            return False
+    return True
+
+
+def cell_sequence(cell, inputs, mask=None, training=None, engine="while"):
+    """Steps any Keras RNN cell over a time-major sequence (zero state).
+
+    This is the path for cells without a fused kernel; TensorFlow
+    differentiates the loop. Nested states (LSTM's two) are carried whole.
+    """
+    batch = tf.shape(inputs)[1]
+    initial = _initial_state(cell, batch, inputs.dtype)
+    flat_initial = tuple(tf.nest.flatten(initial))
+    call_kwargs = _training_kwargs(cell, training)
+    _prepare_dropout_masks(cell, inputs[0], flat_initial[0])
+
+    def step(carry, x_t, m_t):
+        states = tf.nest.pack_sequence_as(initial, list(carry))
+        output, new_states = cell(x_t, states, **call_kwargs)
+        new_flat = tuple(tf.nest.flatten(new_states))
+        if m_t is not None:
+            new_flat = tuple(tf.where(m_t, new, old)
+                             for new, old in zip(new_flat, carry))
+        return new_flat, (output,)
+
+    out_spec = (inputs.dtype, tf.TensorShape(
+        [inputs.shape[1], cell_output_size(cell)]))
+    _, (outputs,) = kernels.run_loop(step, flat_initial, (inputs, mask),
+                                     (out_spec,), engine)
+    _reset_dropout_masks(cell)
+    return outputs
+
+
+def _initial_state(cell, batch, dtype):
+    """Zero initial state as a list, the form Keras' RNN passes to cells."""
+    get_initial_state = getattr(cell, "get_initial_state", None)
+    if get_initial_state is not None:
+        state = get_initial_state(batch_size=batch)
+    else:
+        state = tf.nest.map_structure(
+            lambda size: tf.zeros([batch, size], dtype), cell.state_size)
+    state = list(state) if isinstance(state, (list, tuple)) else [state]
+    return tf.nest.map_structure(lambda s: tf.cast(s, dtype), state)
+
+
+def _training_kwargs(cell, training):
+    try:
+        parameters = inspect.signature(cell.call).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"training": training} if "training" in parameters else {}
+
+
+def _prepare_dropout_masks(cell, first_input, first_state):
+    # Keras' dropout cells make their masks lazily on first use; making them
+    # here, outside the loop, keeps them out of the loop body's graph (as
+    # keras.layers.RNN does).
+    if hasattr(cell, "get_dropout_mask"):
+        cell.get_dropout_mask(first_input)
+    if hasattr(cell, "get_recurrent_dropout_mask"):
+        cell.get_recurrent_dropout_mask(first_state)
+
+
+def _reset_dropout_masks(cell):
+    for name in ("reset_dropout_mask", "reset_recurrent_dropout_mask"):
+        if hasattr(cell, name):
+            getattr(cell, name)()

@@ -1,0 +1,177 @@
+"""The TF1 original's `drnn` module: `dRNN` and `multi_dRNN_with_dilations`.
+
+Same names, arguments and results as the original graph builders, as thin
+adapters over `DilatedRNN`: inputs may be the original list of `n_steps`
+tensors `[batch, input_dims]` (a list comes back) or one `[batch, n_steps,
+input_dims]` tensor (a tensor comes back), eager tensors or `keras.Input`s.
+Each layer is a Keras `DilatedRNN` layer named after the original's variable
+scope; the cell keeps its weights, so passing the same cell again reuses
+them, as `reuse=True` did.
+"""
+import collections
+import logging
+
+import keras
+
+from dilated_rnn._validation import check_same_length
+from dilated_rnn._validation import is_positive_int
+from dilated_rnn.layers import DilatedRNN
+
+_LOG = logging.getLogger(__name__)
+
+
+def dRNN(cell, inputs, rate, scope='default'):  # pylint: disable=invalid-name
+    """Builds one dilated recurrent layer (the original's `drnn.dRNN`).
+
+    `output_t = cell(x_t, state_{t-rate})`, with a zero state for
+    `t < rate`: the inputs are zero-padded at the end to a multiple of
+    `rate`, every `rate` consecutive steps are stacked on the batch axis
+    (phase-major), the cell runs over the `ceil(n_steps / rate)` dilated
+    steps, and the outputs are split, put back in time order and the padding
+    dropped.
+
+    Args:
+        cell: a Keras RNN cell, e.g. from `_contruct_cells`. Any state
+            structure works (LSTM's `(c, h)` is carried whole).
+        inputs: list of `n_steps` tensors `[batch, input_dims]`, or one
+            tensor `[batch, n_steps, input_dims]`.
+        rate: the dilation, an int with `1 <= rate < n_steps`.
+        scope: name of the layer (the original's variable scope).
+
+    Returns:
+        The outputs: a list of `n_steps` tensors `[batch, units]` for a list
+        input, else a `[batch, n_steps, units]` tensor.
+
+    Raises:
+        ValueError: if `rate` is not an int, is < 1 or is >= `n_steps` (the
+            original's refusal), or `inputs` is neither form.
+
+    Example:
+
+    >>> steps = [np.ones((2, 1), "float32")] * 5
+    >>> outputs = dRNN(BasicRNNCell(3), steps, rate=2)
+    >>> len(outputs), tuple(outputs[0].shape)
+    (5, (2, 3))
+    """
+    return _stack_layers([cell], inputs, [rate], [scope])
+
+
+def multi_dRNN_with_dilations(cells, inputs, dilations):  # pylint: disable=invalid-name
+    """Builds a stack of dilated recurrent layers, returns the top outputs.
+
+    Layer `k` is `dRNN(cells[k], ..., dilations[k])`, named
+    `"multi_dRNN_dilation_<d>"` as in the original; a repeated dilation gets
+    a suffix (`"multi_dRNN_dilation_<d>_1"`, ...) so every layer has its own
+    name (in the original the two scopes collided).
+
+    Args:
+        cells: list of Keras RNN cells, one per layer.
+        inputs: list of `n_steps` tensors `[batch, input_dims]`, or one
+            tensor `[batch, n_steps, input_dims]`.
+        dilations: list of ints, one per cell, each `1 <= d < n_steps`.
+
+    Returns:
+        The top layer's outputs, in the form of `inputs` (list or tensor).
+
+    Raises:
+        ValueError: if `len(cells) != len(dilations)` or a dilation is bad.
+
+    Example:
+
+    >>> cells = _contruct_cells([4, 4], "LSTM")
+    >>> x = np.ones((2, 6, 1), "float32")
+    >>> multi_dRNN_with_dilations(cells, x, [1, 2]).shape
+    TensorShape([2, 6, 4])
+    """
+    dilations = list(dilations)
+    check_same_length("cells", list(cells), "dilations", dilations)
+    return _stack_layers(list(cells), inputs, dilations,
+                         unique_layer_names(dilations))
+
+
+def unique_layer_names(dilations):
+    """The original's scope names, made unique for repeated dilations."""
+    seen = collections.Counter()
+    names = []
+    for dilation in dilations:
+        name = "multi_dRNN_dilation_%d" % dilation
+        if seen[dilation]:
+            name += "_%d" % seen[dilation]
+        seen[dilation] += 1
+        names.append(name)
+    return names
+
+
+def _stack_layers(cells, inputs, dilations, names):
+    is_list = isinstance(inputs, (list, tuple))
+    n_steps, _ = _sequence_shape(inputs, is_list)
+    for dilation in dilations:
+        check_rate(dilation, n_steps)
+    # One time-major sequence through all layers: the list stacks into it
+    # directly, and no layer needs to transpose.
+    sequence = (keras.ops.stack(list(inputs), axis=0) if is_list
+                else keras.ops.transpose(inputs, (1, 0, 2)))
+    sequence = dilated_stack(cells, sequence, dilations, names)
+    if is_list:
+        return keras.ops.unstack(sequence, num=n_steps, axis=0)
+    return keras.ops.transpose(sequence, (1, 0, 2))
+
+
+def dilated_stack(cells, sequence, dilations, names):
+    """Runs one named layer per cell over a time-major sequence.
+
+    Returns the top layer's time-major outputs. The dilations must already
+    have passed `check_rate`.
+    """
+    for cell, dilation, name in zip(cells, dilations, names):
+        _log_layer(name, sequence.shape[0], dilation, sequence.shape[-1])
+        sequence = dilated_layer(cell, dilation, name)(sequence)
+    return sequence
+
+
+def dilated_layer(cell, dilation, name):
+    """One time-major `DilatedRNN` layer returning every step."""
+    return DilatedRNN(cells=[cell], dilations=[dilation],
+                      return_sequences=True, time_major=True, name=name)
+
+
+def _sequence_shape(inputs, is_list):
+    """(n_steps, input_dims) of either input form; None where unknown."""
+    if is_list:
+        if not inputs or any(getattr(x, "shape", None) is None
+                             or len(x.shape) != 2 for x in inputs):
+            raise ValueError(
+                "Received an invalid value for argument `inputs`, expected a"
+                " non-empty list of [batch, input_dims] tensors or one "
+                f"[batch, n_steps, input_dims] tensor, got {inputs!r}.")
+        return len(inputs), inputs[0].shape[-1]
+    if getattr(inputs, "shape", None) is None or len(inputs.shape) != 3:
+        raise ValueError(
+            "Received an invalid value for argument `inputs`, expected a "
+            "list of [batch, input_dims] tensors or one [batch, n_steps, "
+            f"input_dims] tensor, got shape "
+            f"{getattr(inputs, 'shape', None)}.")
+    return inputs.shape[1], inputs.shape[2]
+
+
+def check_rate(rate, n_steps):
+    """The original's check (`rate < n_steps`), plus `rate >= 1` and int."""
+    if not is_positive_int(rate) or (n_steps is not None
+                                     and rate >= n_steps):
+        bound = "" if n_steps is None else f" smaller than n_steps={n_steps}"
+        raise ValueError(
+            "The 'rate' variable needs to be adjusted. Received an invalid "
+            f"value for argument `rate`, expected an integer >= 1{bound}, "
+            f"got {rate!r}.")
+
+
+def _log_layer(name, n_steps, rate, input_dims):
+    _LOG.info("Building layer: %s, input length: %s, dilation rate: %d, "
+              "input dim: %s.", name, n_steps, rate, input_dims)
+    if n_steps is None:
+        return
+    dilated_steps = -(-n_steps // rate)
+    if dilated_steps * rate != n_steps:
+        _LOG.info("=====> %d time points need to be padded.",
+                  dilated_steps * rate - n_steps)
+    _LOG.info("=====> Input length for sub-RNN: %d", dilated_steps)

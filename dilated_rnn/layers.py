@@ -1,0 +1,216 @@
+"""The Keras `DilatedRNN` layer: a stack of dilated recurrent layers."""
+import keras
+import tensorflow as tf
+
+from dilated_rnn import cells as cells_lib
+from dilated_rnn import dilation
+from dilated_rnn._validation import check_int_list, check_same_length
+from dilated_rnn._validation import invalid
+
+
+@keras.saving.register_keras_serializable(package="dilated_rnn")
+class DilatedRNN(keras.layers.Layer):
+    """A stack of dilated recurrent layers (Chang et al., 2017).
+
+    Layer `k` connects every step to the step `dilations[k]` before it:
+    `output_t = cell_k(x_t, state_{t - dilations[k]})`, with a zero state for
+    `t < dilations[k]`, and feeds its outputs to layer `k + 1`. A layer with
+    dilation `d` runs `ceil(T / d)` sequential steps on a `d` times larger
+    batch.
+
+    Give either `hidden_structs` (units per layer, with `cell_type`) or
+    `cells` (one Keras RNN cell per layer). The TF1 cells of
+    `dilated_rnn.cells` (what `cell_type` "RNN", "LSTM", "GRU" builds) run a
+    fused kernel: the input projections of the whole sequence in one matmul,
+    a loop over `h @ W_h` and elementwise maths only, and a hand-derived
+    backward pass. Other cells (e.g. `ind_rnn.IndRNNCell`, Keras' own) are
+    stepped through `call`.
+
+    Args:
+        hidden_structs: list of positive ints, the units of each layer.
+        dilations: list of positive ints, one per layer. Any value is
+            accepted, also more than the number of time steps.
+        cell_type: "RNN", "LSTM", "GRU" or "IndRNN", with `hidden_structs`.
+        cells: list of Keras RNN cells, instead of `hidden_structs`.
+        return_sequences: return every step (`[batch, time, units]`) instead
+            of the output at each sequence's last valid step.
+        time_major: inputs (and mask, and returned sequences) are
+            `[time, batch, ...]`.
+        implementation: how fused cells loop over time. "auto" (default):
+            unroll loops of at most `dilation.UNROLL_MAX_STEPS` static steps,
+            XLA-compile longer ones (plain loops if XLA is unavailable);
+            "xla", "while" (plain `tf.while_loop`), "unrolled" (needs a known
+            time length): force one engine; "cell": step every cell through
+            its `call` and let TensorFlow differentiate (slow; supports
+            second derivatives).
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`...).
+
+    Call arguments:
+        inputs: `[batch, time, features]` (`time` may be unknown).
+        mask: optional boolean `[batch, time]`. A masked step keeps its
+            phase's state and outputs zeros, so padding (before or after a
+            sequence) never changes the outputs at valid steps, and the last
+            output is each sequence's last valid step.
+        training: passed to cells that take it.
+
+    Returns:
+        `[batch, time, units]` if `return_sequences`, else `[batch, units]`.
+
+    Raises:
+        ValueError: for bad `hidden_structs`, `dilations`, `cell_type`,
+            `cells`, `implementation`, or inputs that are not rank 3.
+
+    Example:
+
+    >>> layer = DilatedRNN([20] * 3, [1, 2, 4], cell_type="GRU")
+    >>> layer(np.zeros((8, 50, 1), "float32")).shape
+    TensorShape([8, 20])
+    """
+
+    def __init__(self, hidden_structs=None, dilations=None, cell_type="RNN",
+                 cells=None, return_sequences=False, time_major=False,
+                 implementation="auto", **kwargs):
+        super().__init__(**kwargs)
+        self.dilations = check_int_list("dilations", dilations)
+        if (hidden_structs is None) == (cells is None):
+            raise invalid("hidden_structs", "exactly one of `hidden_structs`"
+                          " and `cells` to be given", hidden_structs)
+        if cells is None:
+            self.hidden_structs = check_int_list("hidden_structs",
+                                                 hidden_structs)
+            check_same_length("hidden_structs", self.hidden_structs,
+                              "dilations", self.dilations)
+            self._given_cells = False
+            cells = cells_lib.construct_cells(self.hidden_structs, cell_type)
+            for cell in cells:
+                # Built cells follow this layer's dtype policy.
+                cell.dtype_policy = self.dtype_policy
+        else:
+            cells = list(cells) if isinstance(cells, (list, tuple)) else cells
+            if not isinstance(cells, list) or not all(
+                    hasattr(c, "state_size") and callable(c) for c in cells):
+                raise invalid("cells", "a list of Keras RNN cells", cells)
+            check_same_length("cells", cells, "dilations", self.dilations)
+            self.hidden_structs = [cells_lib.cell_output_size(c)
+                                   for c in cells]
+            self._given_cells = True
+        if implementation not in dilation.IMPLEMENTATIONS:
+            raise invalid("implementation",
+                          f"one of {dilation.IMPLEMENTATIONS}",
+                          implementation)
+        self.cell_type = cell_type
+        self.cells = cells
+        self.return_sequences = bool(return_sequences)
+        self.time_major = bool(time_major)
+        self.implementation = implementation
+        self.supports_masking = True
+        # The layer runs its own (optionally XLA-compiled) loops; XLA over
+        # the whole training step would recompile them as one slower
+        # single-threaded program, so do not ask Keras for it by default.
+        self.supports_jit = False
+
+    @property
+    def units(self):
+        """Number of output features (the top layer's units)."""
+        return self.hidden_structs[-1]
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                f"Received an invalid input shape for DilatedRNN "
+                f"`{self.name}`, expected rank 3 ([batch, time, features] or "
+                f"[time, batch, features] with time_major) with a known "
+                f"number of features, got {tuple(input_shape)}.")
+        features = int(input_shape[-1])
+        for cell in self.cells:
+            if not cell.built:
+                cell.build((None, features))
+            features = cells_lib.cell_output_size(cell)
+
+    def call(self, inputs, mask=None, training=None):
+        if inputs.shape.rank != 3:
+            raise invalid("inputs", "a rank-3 tensor", inputs.shape)
+        sequence = inputs if self.time_major else tf.transpose(
+            inputs, [1, 0, 2])
+        if mask is not None:
+            mask = tf.cast(mask, tf.bool)
+            mask = mask if self.time_major else tf.transpose(mask)
+        for cell, rate in zip(self.cells, self.dilations):
+            sequence = dilation.dilated_recurrence(
+                cell, sequence, rate, mask, training, self.implementation)
+        if not self.return_sequences:
+            return last_valid_steps(sequence, mask, count=1)
+        return sequence if self.time_major else tf.transpose(
+            sequence, [1, 0, 2])
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
+
+    def compute_output_shape(self, input_shape):
+        if not self.return_sequences:
+            batch = input_shape[1] if self.time_major else input_shape[0]
+            return (batch, self.units)
+        return tuple(input_shape[:2]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "dilations": self.dilations,
+            "return_sequences": self.return_sequences,
+            "time_major": self.time_major,
+            "implementation": self.implementation,
+        })
+        if self._given_cells:
+            config["cells"] = [keras.saving.serialize_keras_object(c)
+                               for c in self.cells]
+        else:
+            config["hidden_structs"] = self.hidden_structs
+            config["cell_type"] = self.cell_type
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "cells" in config:
+            config["cells"] = [keras.saving.deserialize_keras_object(c)
+                               for c in config["cells"]]
+        return cls(**config)
+
+
+def last_valid_steps(sequence, mask=None, count=1):
+    """Concatenates the outputs of the last `count` steps of each sequence.
+
+    The window ends at each sequence's last valid (unmasked) step and is laid
+    out oldest first along the features: `[batch, count * units]`. Steps
+    before the start of the sequence, and masked steps, contribute zeros
+    (outputs of masked steps are zero). With `count == dilations[0]` this is
+    the TF1 original's fusion of the top layer's last outputs.
+
+    Args:
+        sequence: time-major `[time, batch, units]`.
+        mask: `None` or boolean time-major `[time, batch]`.
+        count: positive int, the number of steps.
+
+    Returns:
+        `[batch, count * units]`.
+    """
+    units = sequence.shape[-1]
+    if mask is None:
+        window = sequence[-count:]
+        pad = count - tf.shape(window)[0]
+        window = tf.pad(window, [[pad, 0], [0, 0], [0, 0]])
+    else:
+        num_steps = tf.shape(mask)[0]
+        # Index of the last True per column; -1 where a sequence is empty.
+        last = num_steps - 1 - tf.argmax(
+            tf.reverse(tf.cast(mask, tf.int32), [0]), axis=0,
+            output_type=tf.int32)
+        last = tf.where(tf.reduce_any(mask, axis=0), last, -1)
+        steps = last[None, :] - count + 1 + tf.range(count)[:, None]
+        columns = tf.broadcast_to(tf.range(tf.shape(mask)[1]), tf.shape(steps))
+        window = tf.gather_nd(
+            sequence, tf.stack([tf.maximum(steps, 0), columns], axis=-1))
+        window = tf.where((steps >= 0)[..., None], window,
+                          tf.zeros_like(window))
+    window = tf.transpose(window, [1, 0, 2])
+    return tf.reshape(window, [-1, count * units])
