@@ -15,14 +15,16 @@ import keras
 import tensorflow as tf
 
 from ind_rnn import _checks
-from ind_rnn.deep import (DenseIndRNNBlock, ResidualIndRNNBlock, SequenceBatchNormalization,
-                          fraction, non_negative_int)
+from ind_rnn.deep import (DEEP_INPUT_KERNEL_INITIALIZER, DenseIndRNNBlock, ResidualIndRNNBlock,
+                          SequenceBatchNormalization, fraction, non_negative_int)
 from ind_rnn.layer import IndRNN
 
 MODELS = ("plain", "residual", "dense")
-# The sequential MNIST script's input kernel initialiser (REFERENCE §2).
-DEFAULT_INPUT_KERNEL_INITIALIZER = {"class_name": "RandomUniform",
-                                    "config": {"minval": -0.001, "maxval": 0.001}}
+# The sequential MNIST script's input kernel initialiser (REFERENCE §2), used
+# by the plain stack; the deep ones use DEEP_INPUT_KERNEL_INITIALIZER (see
+# ind_rnn/deep.py for why).
+PLAIN_INPUT_KERNEL_INITIALIZER = {"class_name": "RandomUniform",
+                                  "config": {"minval": -0.001, "maxval": 0.001}}
 
 
 def _invalid(name, expected, value):
@@ -89,8 +91,8 @@ def recommended_recurrent_initializers(time_steps=None, recurrent_max_abs=None):
     return hidden, last, bound
 
 
-def _input_kernel_initializer(value):
-    return keras.initializers.get(DEFAULT_INPUT_KERNEL_INITIALIZER if value is None else value)
+def _input_kernel_initializer(value, default):
+    return keras.initializers.get(default if value is None else value)
 
 
 def _copy(initializer):
@@ -132,7 +134,8 @@ def _plain_stack(sequences, num_layers, units, time_steps, recurrent_max_abs, dr
     units = _checks.positive_int("units", units)
     dropout = _check_common(dropout, batch_norm)
     hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
-    input_initializer = _input_kernel_initializer(input_kernel_initializer)
+    input_initializer = _input_kernel_initializer(input_kernel_initializer,
+                                                  PLAIN_INPUT_KERNEL_INITIALIZER)
     for index in range(1, num_layers + 1):
         is_last = index == num_layers
         sequences = IndRNN(units, recurrent_max_abs=bound,
@@ -154,7 +157,8 @@ def _residual_stack(sequences, num_blocks, units, time_steps, recurrent_max_abs,
     units = _checks.positive_int("units", units)
     dropout = _check_common(dropout, batch_norm)
     hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
-    input_initializer = _input_kernel_initializer(input_kernel_initializer)
+    input_initializer = _input_kernel_initializer(input_kernel_initializer,
+                                                  DEEP_INPUT_KERNEL_INITIALIZER)
     sequences = IndRNN(units, recurrent_max_abs=bound,
                        recurrent_kernel_initializer=_copy(hidden),
                        input_kernel_initializer=_copy(input_initializer),
@@ -181,7 +185,8 @@ def _dense_stack(sequences, layers_per_block, units, growth_rate, bottleneck, co
     compression = fraction("compression", compression)
     dropout = _check_common(dropout, batch_norm)
     hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
-    input_initializer = _input_kernel_initializer(input_kernel_initializer)
+    input_initializer = _input_kernel_initializer(input_kernel_initializer,
+                                                  DEEP_INPUT_KERNEL_INITIALIZER)
 
     def ind_rnn(width, name):
         return IndRNN(width, recurrent_max_abs=bound, recurrent_kernel_initializer=_copy(hidden),
@@ -300,8 +305,11 @@ def build_residual_indrnn(time_steps, input_dim, num_blocks, units=128, recurren
     That is `1 + 2 * num_blocks` IndRNN layers (10 blocks: the paper's 21
     layers), all `units` wide, with `recurrent_max_abs` tied to T and the
     `recommended_recurrent_initializers` (the last block's second IndRNN
-    starts near 1). The input kernels start uniform(-0.001, 0.001), so that
-    every block starts close to the identity.
+    starts near 1). The input kernels start from
+    `DEEP_INPUT_KERNEL_INITIALIZER` (uniform, standard deviation
+    `sqrt(2 / (65 * fan_in))`), not the plain stack's uniform(-0.001, 0.001):
+    behind BN their scale only sets how far each Adam step moves them, and
+    tiny weights made a 21-layer stack's first steps diverge.
 
     Args:
         time_steps, input_dim, units, recurrent_max_abs, batch_norm,
@@ -347,7 +355,7 @@ def build_dense_indrnn(time_steps, input_dim, layers_per_block=(8, 6, 4), units=
         input_kernel_initializer, seed, name: as in
             `build_plain_indrnn`.
         layers_per_block: non-empty list of positive ints, dense layers per
-            block (the paper's (8, 6, 4)).
+            block, e.g. (8, 6, 4).
         growth_rate: positive int, features each dense layer adds.
         bottleneck: int >= 0, bottleneck width as a multiple of
             `growth_rate` (0: no bottleneck).
@@ -453,7 +461,7 @@ def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain",
       `1 + 2 * num_blocks`, so an odd number >= 3 (21: 10 blocks).
     * "dense": `build_dense_indrnn`; `num_layers` dense layers (each a
       bottleneck IndRNN and an IndRNN) split over `num_blocks` blocks
-      (option, default 3), earlier blocks taking the extra ones.
+      (option, default 3 or `num_layers` if fewer), earlier blocks taking the extra ones.
 
     Args:
         time_steps: positive int T, or None for any length (then
@@ -469,9 +477,11 @@ def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain",
         batch_norm: whether to use batch norm over batch and time.
         recurrent_max_abs: float > 0, bound on `|u|`; None: `2 ** (1 / T)`.
         name: model name; None: "<model>_indrnn_classifier".
-        **options: `input_kernel_initializer` (None: uniform(-0.001, 0.001)),
+        **options: `input_kernel_initializer` (None: uniform(-0.001, 0.001)
+            for "plain", `DEEP_INPUT_KERNEL_INITIALIZER` for the others),
             `seed` (dropout); for "dense" also `growth_rate` (32),
-            `bottleneck` (4), `compression` (0.5), `num_blocks` (3).
+            `bottleneck` (4), `compression` (0.5), `num_blocks` (3, or
+            `num_layers` if fewer).
 
     Returns:
         A `keras.Model` whose output is the logits (no softmax).
@@ -508,7 +518,8 @@ def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain",
     elif model == "residual":
         sequences = _residual_stack(inputs, _residual_blocks(num_layers), **common)
     else:
-        layers_per_block = split_layers(num_layers, options.get("num_blocks", 3))
+        num_blocks = options.get("num_blocks", min(3, num_layers))
+        layers_per_block = split_layers(num_layers, num_blocks)
         sequences = _dense_stack(inputs, layers_per_block, growth_rate=options.get("growth_rate", 32),
                                  bottleneck=options.get("bottleneck", 4),
                                  compression=options.get("compression", 0.5), **common)
