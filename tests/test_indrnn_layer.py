@@ -317,3 +317,16 @@ def test_gelu_activation_without_a_native_kernel_matches_keras_rnn(implementatio
     np.testing.assert_allclose(fast_out[0], slow_out[0], rtol=1e-5, atol=1e-5)
     for got, want in zip(fast_grads, slow_grads):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_float64_layer_matches_numpy_closely(implementation, rng):
+    x = rng.randn(BATCH, STEPS, FEATURES)
+    layer = IndRNN(UNITS, 0, 1.2, return_sequences=True, implementation=implementation,
+                   dtype="float64", **_random_init(11))
+    outputs = layer(x).numpy()
+    kernel, recurrent, bias = layer.get_weights()
+    states, _ = reference.forward(x, kernel, recurrent, bias, np.zeros((BATCH, UNITS)),
+                                  "relu", 0, 1.2)
+    assert outputs.dtype == np.float64
+    np.testing.assert_allclose(outputs, states, rtol=1e-12, atol=1e-12)
