@@ -25,9 +25,10 @@ from ind_rnn.layer import IndRNN
 # deviation sqrt(2 / (65 * fan_in)) (PyTorch's kaiming_uniform with a=8).
 # Behind BN the output does not depend on this scale, but Adam moves every
 # weight by about the learning rate per step, so the scale sets the relative
-# step: the plain stack's uniform(-0.001, 0.001) changes each of 21 layers by
-# 20-100% per step at lr 2e-4, and a 21-layer residual IndRNN's loss jumped
-# to 3x chance level before it came down; with this one it falls from step 1.
+# step: with the plain stack's uniform(-0.001, 0.001), Adam at lr 2e-4
+# changes each weight of all 21 layers by 20% or more per step, and a
+# 21-layer residual IndRNN's loss jumped to 3x chance level before it came
+# down; with this one it falls from the first step.
 DEEP_INPUT_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
     "config": {"scale": 2.0 / 65.0, "mode": "fan_in", "distribution": "uniform"}}
@@ -73,8 +74,10 @@ class SequenceBatchNormalization(keras.layers.BatchNormalization):
     outputs at padded steps are normalized with the same statistics and are
     meant to be ignored downstream (IndRNN skips masked steps). At inference
     the moving averages are used, as in `keras.layers.BatchNormalization`,
-    of which this is a subclass (it computes the masked statistics itself,
-    as Keras releases before 3.3 ignore the mask).
+    of which this is a subclass (it computes the masked statistics itself:
+    Keras 3.0, which TF 2.16 allows, ignores the mask). With a mask the
+    statistics are those of this replica (`synchronized` applies to
+    unmasked batches only).
 
     Args:
         momentum: momentum of the moving averages.
@@ -186,18 +189,19 @@ class _IndRNNStackLayer(keras.layers.Layer):
         self.batch_norm = boolean("batch_norm", batch_norm)
         self.seed = seed
         self.supports_masking = True
-        self._layer_count = 0
+        self._layer_count = 0  # dropout layers made, for their seeds
+        self._ind_rnn_count = 0
 
     def _ind_rnn(self, units, name, last=False):
         """A sequence-returning IndRNN (ReLU) with this block's settings."""
         recurrent_initializer = self.recurrent_kernel_initializer
         if last and self.last_recurrent_kernel_initializer is not None:
             recurrent_initializer = self.last_recurrent_kernel_initializer
-        # Each sublayer gets its own copy: a shared seeded initializer object
-        # would give every layer the same weights.
+        self._ind_rnn_count += 1
+        offset = self._ind_rnn_count  # distinct weights even from seeded initializers
         return IndRNN(units, recurrent_max_abs=self.recurrent_max_abs,
-                      recurrent_kernel_initializer=_fresh_copy(recurrent_initializer),
-                      input_kernel_initializer=_fresh_copy(self.input_kernel_initializer),
+                      recurrent_kernel_initializer=reseeded(recurrent_initializer, offset),
+                      input_kernel_initializer=reseeded(self.input_kernel_initializer, offset),
                       return_sequences=True, name=name,
                       dtype=self.dtype_policy)
 
@@ -253,10 +257,19 @@ class _IndRNNStackLayer(keras.layers.Layer):
         return {**super().get_config(), **config}
 
 
-def _fresh_copy(initializer):
+def reseeded(initializer, offset):
+    """A fresh copy of `initializer`, its integer seed (if any) moved by `offset`.
+
+    A seeded Keras initializer draws the same values at every call, so
+    layers that share one would start identical; giving each layer its own
+    offset keeps them distinct and the whole model reproducible.
+    """
     if initializer is None:
         return None
-    return initializer.__class__.from_config(initializer.get_config())
+    config = initializer.get_config()
+    if isinstance(config.get("seed"), int):
+        config["seed"] += offset
+    return initializer.__class__.from_config(config)
 
 
 @keras.saving.register_keras_serializable(package="ind_rnn")

@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from ind_rnn import _checks
 from ind_rnn.deep import (DEEP_INPUT_KERNEL_INITIALIZER, DenseIndRNNBlock, ResidualIndRNNBlock,
-                          SequenceBatchNormalization, fraction, non_negative_int)
+                          SequenceBatchNormalization, boolean, fraction, non_negative_int,
+                          reseeded)
 from ind_rnn.layer import IndRNN
 
 MODELS = ("plain", "residual", "dense")
@@ -95,9 +96,9 @@ def _input_kernel_initializer(value, default):
     return keras.initializers.get(default if value is None else value)
 
 
-def _copy(initializer):
-    """A fresh initialiser per layer (a shared seeded one repeats its values)."""
-    return initializer.__class__.from_config(initializer.get_config())
+# Seed offsets of the initialisers (see `reseeded`): block i's layers use
+# BLOCK_SEED_STRIDE * i + 1, 2, ...; the layers outside blocks their own.
+BLOCK_SEED_STRIDE = 1000
 
 
 def _sequence_input(time_steps, input_dim):
@@ -121,10 +122,8 @@ def _apply(layer, values):
 
 
 def _check_common(dropout, batch_norm):
-    dropout = _checks.rate("dropout", dropout)
-    if not isinstance(batch_norm, bool):
-        raise TypeError(_invalid("batch_norm", "True or False", batch_norm))
-    return dropout
+    boolean("batch_norm", batch_norm)
+    return _checks.rate("dropout", dropout)
 
 
 def _plain_stack(sequences, num_layers, units, time_steps, recurrent_max_abs, dropout,
@@ -139,8 +138,9 @@ def _plain_stack(sequences, num_layers, units, time_steps, recurrent_max_abs, dr
     for index in range(1, num_layers + 1):
         is_last = index == num_layers
         sequences = IndRNN(units, recurrent_max_abs=bound,
-                           recurrent_kernel_initializer=_copy(last if is_last else hidden),
-                           input_kernel_initializer=_copy(input_initializer),
+                           recurrent_kernel_initializer=reseeded(last if is_last else hidden,
+                                                                 index),
+                           input_kernel_initializer=reseeded(input_initializer, index),
                            return_sequences=True,
                            name=f"ind_rnn_{index}")(sequences)
         sequences = _apply(_norm(batch_norm, f"norm_{index}"), sequences)
@@ -160,14 +160,15 @@ def _residual_stack(sequences, num_blocks, units, time_steps, recurrent_max_abs,
     input_initializer = _input_kernel_initializer(input_kernel_initializer,
                                                   DEEP_INPUT_KERNEL_INITIALIZER)
     sequences = IndRNN(units, recurrent_max_abs=bound,
-                       recurrent_kernel_initializer=_copy(hidden),
-                       input_kernel_initializer=_copy(input_initializer),
+                       recurrent_kernel_initializer=reseeded(hidden, 0),
+                       input_kernel_initializer=reseeded(input_initializer, 0),
                        return_sequences=True, name="ind_rnn_input")(sequences)
     for index in range(1, num_blocks + 1):
+        offset = BLOCK_SEED_STRIDE * index
         sequences = ResidualIndRNNBlock(
-            units, recurrent_max_abs=bound, recurrent_kernel_initializer=hidden,
+            units, recurrent_max_abs=bound, recurrent_kernel_initializer=reseeded(hidden, offset),
             last_recurrent_kernel_initializer=last if index == num_blocks else None,
-            input_kernel_initializer=input_initializer, dropout=dropout,
+            input_kernel_initializer=reseeded(input_initializer, offset), dropout=dropout,
             batch_norm=batch_norm,
             seed=None if seed is None else seed + 10 * index,
             name=f"residual_block_{index}")(sequences)
@@ -188,26 +189,29 @@ def _dense_stack(sequences, layers_per_block, units, growth_rate, bottleneck, co
     input_initializer = _input_kernel_initializer(input_kernel_initializer,
                                                   DEEP_INPUT_KERNEL_INITIALIZER)
 
-    def ind_rnn(width, name):
-        return IndRNN(width, recurrent_max_abs=bound, recurrent_kernel_initializer=_copy(hidden),
-                      input_kernel_initializer=_copy(input_initializer),
+    def ind_rnn(width, name, offset):
+        return IndRNN(width, recurrent_max_abs=bound,
+                      recurrent_kernel_initializer=reseeded(hidden, offset),
+                      input_kernel_initializer=reseeded(input_initializer, offset),
                       return_sequences=True, name=name)
 
-    sequences = ind_rnn(units, "ind_rnn_input")(sequences)
+    sequences = ind_rnn(units, "ind_rnn_input", 0)(sequences)
     for index, num_layers in enumerate(layers_per_block, start=1):
         is_last = index == len(layers_per_block)
+        offset = BLOCK_SEED_STRIDE * index
         sequences = DenseIndRNNBlock(
             num_layers, growth_rate, bottleneck, recurrent_max_abs=bound,
-            recurrent_kernel_initializer=hidden,
+            recurrent_kernel_initializer=reseeded(hidden, offset),
             last_recurrent_kernel_initializer=last if is_last else None,
-            input_kernel_initializer=input_initializer, dropout=dropout,
+            input_kernel_initializer=reseeded(input_initializer, offset), dropout=dropout,
             batch_norm=batch_norm,
             seed=None if seed is None else seed + 100 * index,
             name=f"dense_block_{index}")(sequences)
         if not is_last:  # transition: shrink the width
             width = max(1, int(sequences.shape[-1] * compression))
             sequences = _apply(_norm(batch_norm, f"transition_{index}_norm"), sequences)
-            sequences = ind_rnn(width, f"transition_{index}_ind_rnn")(sequences)
+            sequences = ind_rnn(width, f"transition_{index}_ind_rnn",
+                                offset + BLOCK_SEED_STRIDE - 1)(sequences)
             sequences = _apply(_time_shared_dropout(
                 dropout, None if seed is None else seed + 100 * index + 99,
                 f"transition_{index}_dropout"), sequences)
@@ -520,7 +524,8 @@ def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain",
     else:
         num_blocks = options.get("num_blocks", min(3, num_layers))
         layers_per_block = split_layers(num_layers, num_blocks)
-        sequences = _dense_stack(inputs, layers_per_block, growth_rate=options.get("growth_rate", 32),
+        sequences = _dense_stack(inputs, layers_per_block,
+                                 growth_rate=options.get("growth_rate", 32),
                                  bottleneck=options.get("bottleneck", 4),
                                  compression=options.get("compression", 0.5), **common)
     logits = keras.layers.Dense(num_classes, name="logits")(LastStep(name="last_step")(sequences))

@@ -235,6 +235,20 @@ def test_recurrent_initializers_of_the_block(rng):
     assert abs(first.std() - np.sqrt(2 / (65 * 64))) < 0.1 * np.sqrt(2 / (65 * 64))
 
 
+def test_seeded_initializer_gives_distinct_layers_and_reproducible_models():
+    def input_kernels():
+        model = build_sequence_classifier(
+            10, 4, 2, model="residual", num_layers=5, units=4,
+            input_kernel_initializer=keras.initializers.RandomNormal(seed=7))
+        return [layer.cell.input_kernel.numpy() for layer in _ind_rnns(model)[1:]]
+
+    first, second = input_kernels(), input_kernels()
+    for got, want in zip(first, second):
+        np.testing.assert_array_equal(got, want)  # the seed makes the model reproducible
+    flattened = [kernel.ravel().tolist() for kernel in first]
+    assert len({tuple(kernel) for kernel in flattened}) == 4  # yet no two layers alike
+
+
 def test_residual_block_dropout_is_one_mask_per_sequence():
     block = ResidualIndRNNBlock(32, recurrent_max_abs=1.0, dropout=0.5, seed=3,
                                 batch_norm=False, recurrent_kernel_initializer="zeros",
@@ -409,6 +423,22 @@ def test_classifier_on_padded_batch_equals_unpadded(rng):
                                    model(x, training=training).numpy(), rtol=1e-4, atol=1e-4)
     # Unmasked, the padding changes the logits: the mask is what removes it.
     assert not np.allclose(masked_model(-99.0)(padded).numpy(), model(x).numpy(), atol=1e-2)
+
+
+@pytest.mark.parametrize("kind, num_layers", [("residual", 3), ("dense", 2)])
+def test_models_under_mixed_precision(kind, num_layers, rng):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    options = {"growth_rate": 4} if kind == "dense" else {}
+    model = build_sequence_classifier(8, 3, 4, model=kind, num_layers=num_layers, units=6,
+                                      dropout=0.1, **options)
+    x = rng.randn(2, 8, 3).astype("float32")
+    with tf.GradientTape() as tape:
+        logits = model(x, training=True)
+        loss = tf.reduce_sum(tf.cast(logits, "float32"))
+    gradients = tape.gradient(loss, model.trainable_weights)
+    assert logits.dtype == tf.float16
+    assert all(weight.dtype == "float32" for weight in model.weights)
+    assert all(np.all(np.isfinite(g.numpy())) for g in gradients)
 
 
 @pytest.mark.parametrize("kind, num_layers", [("plain", 2), ("residual", 3), ("dense", 2)])
