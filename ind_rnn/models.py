@@ -377,8 +377,8 @@ def build_dense_indrnn(time_steps, input_dim, layers_per_block=(8, 6, 4), units=
     Example:
 
     >>> from ind_rnn import build_dense_indrnn
-    >>> build_dense_indrnn(64, 1, [2, 2], units=32, growth_rate=8).output_shape
-    (None, 64, 32)
+    >>> build_dense_indrnn(64, 1, [2, 2], units=32, growth_rate=8).output_shape  # 32+16 -> 24+16
+    (None, 64, 40)
     """
     inputs = _sequence_input(time_steps, input_dim)
     outputs = _dense_stack(inputs, layers_per_block, units, growth_rate, bottleneck,

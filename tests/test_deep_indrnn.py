@@ -4,6 +4,8 @@ References: Keras' own BatchNormalization (on the valid steps alone), and a
 NumPy forward pass built from `tests/indrnn_numpy_reference.py` (it shares
 no code with the package).
 """
+import doctest
+
 import keras
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ import tensorflow as tf
 from ind_rnn import (DenseIndRNNBlock, IndRNN, ResidualIndRNNBlock, SequenceBatchNormalization,
                      build_dense_indrnn, build_plain_indrnn, build_residual_indrnn,
                      build_sequence_classifier, recommended_recurrent_initializers)
+import ind_rnn.deep
+import ind_rnn.models
 from ind_rnn.models import LastStep, split_layers
 from tests import indrnn_numpy_reference as reference
 
@@ -508,3 +512,9 @@ def test_layer_configs_round_trip(layer, tmp_path, rng):
 def test_bad_arguments_name_the_argument(build, error, words):
     with pytest.raises(error, match=words):
         build()
+
+
+@pytest.mark.parametrize("module", [ind_rnn.deep, ind_rnn.models], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried > 0 and failures == 0
