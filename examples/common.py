@@ -90,6 +90,14 @@ def define_data_flags():
                  "seed 92916). Default: off for sequential_mnist, on for permuted_mnist_drnn.")
 
 
+def define_target_accuracy_flag():
+    """`--target_accuracy`: stop once the validation accuracy exceeds it."""
+    _define_once("target_accuracy", flags.DEFINE_float, None,
+                 "Stop once the validation accuracy exceeds this. Default: 0.99 for "
+                 "sequential_mnist (the original's), none for copy_memory.",
+                 lower_bound=0.0, upper_bound=1.0)
+
+
 def define_model_size_flags():
     """`--num_layers` / `--units`, shared by the IndRNN scripts."""
     _define_once("num_layers", flags.DEFINE_integer, None,
@@ -132,6 +140,37 @@ def positive_int_list(flag_name, values):
             f"--{flag_name}: expected a comma-separated list of positive integers, "
             f"got {','.join(values)!r}.")
     return numbers
+
+
+def dilations_below(time_steps, dilations):
+    """The dilations shorter than the sequence (the original refused dilation >= n_steps)."""
+    return [dilation for dilation in dilations if dilation < time_steps]
+
+
+def dilated_structure_from_flags(time_steps, default_hidden, default_dilations):
+    """`(hidden_structs, dilations)` from --hidden_structs / --dilations, checked.
+
+    Left unset, --dilations defaults to those of `default_dilations` below
+    `time_steps` and --hidden_structs to `default_hidden` units per layer.
+
+    Raises:
+        app.UsageError: a malformed list, lists of different lengths, or a
+            dilation not below the sequence length.
+    """
+    dilations = (positive_int_list("dilations", FLAGS.dilations) if FLAGS.dilations
+                 else dilations_below(time_steps, default_dilations))
+    hidden_structs = (positive_int_list("hidden_structs", FLAGS.hidden_structs)
+                      if FLAGS.hidden_structs else [default_hidden] * len(dilations))
+    if len(hidden_structs) != len(dilations):
+        raise app.UsageError(
+            f"--hidden_structs and --dilations must have one entry per layer, got "
+            f"{len(hidden_structs)} and {len(dilations)} ({hidden_structs} / {dilations}).")
+    too_long = [dilation for dilation in dilations if dilation >= time_steps]
+    if too_long:
+        raise app.UsageError(
+            f"--dilations: every dilation must be below the sequence length {time_steps}, "
+            f"got {too_long}.")
+    return hidden_structs, dilations
 
 
 def run_directories(script_name):

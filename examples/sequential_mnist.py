@@ -46,6 +46,7 @@ MODELS = ("plain", "residual", "dense")
 common.define_training_flags()
 common.define_data_flags()
 common.define_model_size_flags()
+common.define_target_accuracy_flag()
 flags.DEFINE_enum("model", "plain", list(MODELS),
                   "plain: the original stack of --num_layers IndRNN+BN layers. residual / "
                   "dense: the deep IndRNN variants (residual needs an odd --num_layers >= 3).")
@@ -57,9 +58,6 @@ flags.DEFINE_integer("bn_recalibration_batches", 0,
                      "statistics from this many training batches (0: use the moving averages, "
                      "as the original). The moving averages lag behind weights that still "
                      "change fast, which ruins evaluations early in training.", lower_bound=0)
-flags.DEFINE_float("target_accuracy", TARGET_ACCURACY,
-                   "Stop once the validation accuracy exceeds this (1 never stops early).",
-                   lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_float("clip_norm", CLIP_NORM,
                    "Clip the gradients to this global norm (0: no clipping).", lower_bound=0.0)
 FLAGS = flags.FLAGS
@@ -136,6 +134,7 @@ def main(argv):
     num_layers = common.flag_or("num_layers", NUM_LAYERS)
     units = common.flag_or("units", NUM_UNITS)
     batch_size = common.flag_or("batch_size", BATCH_SIZE)
+    target_accuracy = common.flag_or("target_accuracy", TARGET_ACCURACY)
     settings = common.TrainingSettings.from_flags(
         SCRIPT_NAME, MAX_STEPS, checkpoint_every=CHECKPOINT_EVERY, eval_every=EVAL_EVERY)
     common.prepare_run(FLAGS.seed)
@@ -156,12 +155,12 @@ def main(argv):
 
     result = common.train_classifier(
         model, optimizer, data, batch_size, settings, seed=FLAGS.seed, signature=signature,
-        target_accuracy=FLAGS.target_accuracy, prepare_evaluation=prepare_evaluation,
+        target_accuracy=target_accuracy, prepare_evaluation=prepare_evaluation,
         title=f"IndRNN ({FLAGS.model}, {num_layers} layers), "
               f"{'permuted ' if permute else ''}{data.name}")
     common.emit_result({**result, "task": "sequential_mnist", "model": FLAGS.model,
                         "num_layers": num_layers, "permute": permute,
-                        "target_accuracy": FLAGS.target_accuracy,
+                        "target_accuracy": target_accuracy,
                         "bn_recalibration_batches": recalibration})
 
 

@@ -1,0 +1,327 @@
+"""The example scripts: every `main()` with tiny flags (offline, seconds), their outputs,
+their flag errors, and their data generators checked against hand-built references.
+
+`run_script` (used by the other test_examples_* modules too) runs a script's
+`main()` in-process the way absl's `app.run` would, and returns its stdout
+lines and the final JSON object.
+"""
+import contextlib
+import glob
+import io
+import json
+import os
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+import numpy as np
+import pytest
+
+from examples import addition_rnn
+from examples import common
+from examples import copy_memory
+from examples import permuted_mnist_drnn
+from examples import sequential_mnist
+
+FLAGS = flags.FLAGS
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(module, **flag_values):
+    """Parses `flag_values` as command-line flags, runs `module.main`, returns its output.
+
+    Returns:
+        `(lines, result)`: the stdout lines before the last one, and the last
+        line parsed as JSON (the scripts' contract: it is one JSON object).
+    """
+    argv = [module.__name__] + [f"--{name}={value}" for name, value in flag_values.items()]
+    output = io.StringIO()
+    FLAGS.unparse_flags()
+    try:
+        FLAGS(argv)
+        with contextlib.redirect_stdout(output):
+            module.main(argv[:1])
+    finally:
+        FLAGS.unparse_flags()
+    lines = output.getvalue().strip().splitlines()
+    return lines[:-1], json.loads(lines[-1])
+
+
+def script_environment():
+    """Environment for running a script in a subprocess: quiet TF, the repo importable."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO_ROOT}
+
+
+def tensorboard_tags(log_dir, split):
+    """The scalar tags written to `log_dir/split`'s event files."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    tags = set()
+    for path in glob.glob(os.path.join(log_dir, split, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+# ------------------------------------------------------------------ every main()
+
+def test_addition_rnn_runs_and_reports(tmp_path):
+    log_dir = tmp_path / "adding"
+    lines, result = run_script(addition_rnn, time_steps=10, units=8, max_steps=20,
+                               log_every=10, checkpoint_every=10, log_dir=log_dir)
+    # The original's progress line, one per window (of 10 steps here).
+    assert [line.split(" MSE ")[0] for line in lines] == ["Step [x10] 1", "Step [x10] 2"]
+    assert result["steps"] == 20 and result["task"] == "adding"
+    assert float(lines[-1].split(" MSE ")[1]) == pytest.approx(result["train_mse"], abs=1e-6)
+    assert 0 < result["mse"] < 10 and result["stop_reason"] == "max_steps"
+    assert os.path.getsize(log_dir / "learning_curve.png") > 1000
+    assert "mse" in tensorboard_tags(str(log_dir), "train")
+    assert sorted(os.listdir(log_dir / "checkpoints")) == [
+        "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index",
+        "ckpt-20.data-00000-of-00001", "ckpt-20.index"]
+
+
+def test_addition_rnn_lstm_baseline_runs(tmp_path):
+    _, result = run_script(addition_rnn, cell="lstm", time_steps=8, units=8,
+                           max_steps=5, log_every=5, log_dir=tmp_path)
+    assert result["cell"] == "lstm" and result["steps"] == 5
+
+
+def test_addition_rnn_stops_at_the_target(tmp_path):
+    # A target above the chance MSE (~0.167, ~0.5 at the start) stops at the first window.
+    flag_values = dict(time_steps=10, units=8, max_steps=100, log_every=5, target_mse=5.0,
+                       log_dir=tmp_path)
+    lines, result = run_script(addition_rnn, **flag_values)
+    assert len(lines) == 1 and result["steps"] == 5 and result["stop_reason"] == "target"
+    # Run again: the checkpoint already met the target, so nothing more is trained.
+    lines, again = run_script(addition_rnn, **flag_values)
+    assert lines == [] and again["steps"] == 5 and again["resumed_from"] == 5
+    assert again["stop_reason"] == "target" and again["mse"] == result["mse"]
+
+
+def test_sequential_mnist_runs_on_digits(tmp_path):
+    lines, result = run_script(sequential_mnist, dataset="digits", num_layers=2,
+                               units=8, max_steps=6, log_every=3, eval_every=6,
+                               bn_recalibration_batches=2, log_dir=tmp_path)
+    assert lines[0].startswith("Step 3 Loss ") and " Acc " in lines[0]
+    assert lines[-1].startswith("Step 6 valid_loss ")
+    assert result["steps"] == 6 and result["time_steps"] == 64 and not result["permute"]
+    assert 0 <= result["test_accuracy"] <= 1 and result["dataset"] == "digits"
+    assert {"loss", "accuracy"} <= tensorboard_tags(str(tmp_path), "validation")
+
+
+def test_sequential_mnist_runs_a_deep_variant_on_permuted_digits(tmp_path):
+    _, result = run_script(sequential_mnist, dataset="digits", model="residual",
+                           num_layers=3, units=8, max_steps=2, log_every=1, permute=True,
+                           log_dir=tmp_path)
+    assert result["model"] == "residual" and result["permute"] and result["steps"] == 2
+
+
+def test_permuted_mnist_drnn_runs_on_digits(tmp_path):
+    lines, result = run_script(permuted_mnist_drnn, dataset="digits",
+                               hidden_structs="4,4", dilations="1,2", max_steps=4,
+                               log_every=2, eval_every=4, log_dir=tmp_path)
+    # The demo evaluates validation and test together.
+    assert lines[-2].startswith("Step 4 valid_loss ") and lines[-1].startswith("Step 4 test_")
+    assert result["permute"] and result["steps"] == 4 and 0 <= result["test_accuracy"] <= 1
+    # TF1 BasicRNNCell kernel [in + H, H] and bias [H] per layer, then 4x10 + 10 logits.
+    assert result["parameters"] == (1 * 4 + 4 * 4 + 4) + (4 * 4 + 4 * 4 + 4) + (4 * 10 + 10)
+
+
+def structure_with_flags(time_steps, default_hidden, default_dilations, **flag_values):
+    """`common.dilated_structure_from_flags` under the given flags."""
+    FLAGS.unparse_flags()
+    FLAGS(["x"] + [f"--{name}={value}" for name, value in flag_values.items()])
+    try:
+        return common.dilated_structure_from_flags(time_steps, default_hidden,
+                                                   default_dilations)
+    finally:
+        FLAGS.unparse_flags()
+
+
+def test_drnn_default_structure_keeps_the_dilations_below_the_length():
+    # The demo's 20 units and dilations 1..256: all of them for MNIST's 784 steps,
+    # those below 64 for the digits (the original refused dilation >= n_steps).
+    defaults = (permuted_mnist_drnn.HIDDEN_UNITS, permuted_mnist_drnn.DILATIONS)
+    assert structure_with_flags(784, *defaults) == ([20] * 9, [1, 2, 4, 8, 16, 32, 64, 128, 256])
+    assert structure_with_flags(64, *defaults) == ([20] * 6, [1, 2, 4, 8, 16, 32])
+    assert structure_with_flags(64, *defaults, dilations="2,4") == ([20, 20], [2, 4])
+
+
+def test_copy_memory_runs(tmp_path):
+    lines, result = run_script(copy_memory, time_steps=6, hidden_structs="5,5",
+                               dilations="1,4", max_steps=4, log_every=2, eval_every=4,
+                               log_dir=tmp_path)
+    assert lines[0].startswith("Step 2 loss ") and lines[-1].startswith("Step 4 valid_loss")
+    assert result["steps"] == 4 and 0 <= result["accuracy"] <= 1 and result["loss"] > 0
+    assert result["guess_loss"] == pytest.approx(np.log(8))
+
+
+def test_copy_memory_architectures_are_the_papers():
+    length = 500 + 20
+    assert structure_with_flags(length, *copy_memory.ARCHITECTURES["dilated"]) == (
+        [10] * 9, [1, 2, 4, 8, 16, 32, 64, 128, 256])
+    assert structure_with_flags(length, *copy_memory.ARCHITECTURES["stacked"]) == (
+        [10] * 9, [1] * 9)
+    assert structure_with_flags(length, *copy_memory.ARCHITECTURES["single"]) == ([256], [1])
+
+
+# ---------------------------------------------------------------- errors / flags
+
+def test_missing_mnist_names_both_options_without_a_traceback(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "examples/sequential_mnist.py", "--dataset=mnist",
+         f"--data_dir={tmp_path}", "--nodownload", f"--log_dir={tmp_path}"],
+        cwd=REPO_ROOT, env=script_environment(), capture_output=True, text=True, timeout=300,
+        check=False)
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    assert "--dataset=digits" in completed.stderr and "--download" in completed.stderr
+    assert completed.stdout.strip() == ""  # no JSON line for a run that did not happen
+
+
+def test_missing_mnist_in_process_exits_with_the_message(tmp_path):
+    FLAGS.unparse_flags()
+    FLAGS(["x", "--dataset=mnist", f"--data_dir={tmp_path}", "--nodownload"])
+    try:
+        with pytest.raises(SystemExit, match="--dataset=digits"):
+            permuted_mnist_drnn.main(["x"])
+    finally:
+        FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--cell=gru"], ["cell", "indrnn", "lstm"]),
+    (["--dataset=cifar"], ["dataset", "mnist", "digits"]),
+    (["--max_steps=0"], ["max_steps", "positive"]),
+    (["--architecture=wide"], ["architecture", "dilated"]),
+    (["--model=conv"], ["model", "plain", "residual", "dense"]),
+])
+def test_bad_flag_values_name_the_flag_and_the_allowed_values(argv, words):
+    FLAGS.unparse_flags()
+    with pytest.raises(flags.Error) as error:
+        FLAGS(["x"] + argv)
+    FLAGS.unparse_flags()
+    for word in words:
+        assert word in str(error.value)
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"dilations": "1,x"}, ["--dilations", "positive integers"]),
+    ({"dilations": "1,0"}, ["--dilations", "positive integers"]),
+    ({"dilations": "1,2", "hidden_structs": "4"}, ["--hidden_structs", "--dilations", "2"]),
+    ({"dilations": "1,64"}, ["--dilations", "below the sequence length 64", "64"]),
+])
+def test_bad_dilated_structures_are_usage_errors(tmp_path, values, words):
+    FLAGS.unparse_flags()
+    FLAGS(["x", "--dataset=digits", f"--log_dir={tmp_path}"]
+          + [f"--{name}={value}" for name, value in values.items()])
+    try:
+        with pytest.raises(app.UsageError) as error:
+            permuted_mnist_drnn.main(["x"])
+    finally:
+        FLAGS.unparse_flags()
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_an_even_residual_depth_is_a_usage_error(tmp_path):
+    FLAGS.unparse_flags()
+    FLAGS(["x", "--dataset=digits", "--model=residual", "--num_layers=4",
+           f"--log_dir={tmp_path}"])
+    try:
+        with pytest.raises(app.UsageError, match="--num_layers=4"):
+            sequential_mnist.main(["x"])
+    finally:
+        FLAGS.unparse_flags()
+
+
+# ------------------------------------------------------------ data and helpers
+
+def test_adding_problem_batch_matches_its_definition():
+    inputs, targets = addition_rnn.adding_problem_batch(np.random.default_rng(3), 64, 9)
+    assert inputs.shape == (64, 9, 2) and targets.shape == (64,)
+    assert inputs.dtype == np.float32 and targets.dtype == np.float32
+    for values, markers, target in zip(inputs[..., 0], inputs[..., 1], targets):
+        marked = [step for step in range(9) if markers[step] == 1.0]
+        assert len(marked) == 2 and sum(markers) == 2.0
+        assert marked[0] < 4 <= marked[1]  # one in each half (half = 9 // 2)
+        assert target == pytest.approx(values[marked[0]] + values[marked[1]])
+        assert 0 <= values.min() and values.max() < 1
+
+
+def test_training_batches_depend_only_on_the_step():
+    first = addition_rnn.batch_for_step(7, 3, 4, 10)
+    again = addition_rnn.batch_for_step(7, 3, 4, 10)
+    other = addition_rnn.batch_for_step(7, 4, 4, 10)
+    np.testing.assert_array_equal(first[0], again[0])
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_copy_memory_batch_matches_its_definition():
+    inputs, targets = copy_memory.copy_memory_batch(np.random.default_rng(0), 5, 7)
+    assert inputs.shape == (5, 27, 10) and targets.shape == (5, 10)
+    for one_hot, recall in zip(inputs, targets):
+        symbols = one_hot.argmax(axis=-1)
+        expected = list(recall) + [8] * 6 + [9] + [8] * 10  # symbols, T-1 blanks, marker, 10
+        assert symbols.tolist() == expected
+        assert one_hot.sum() == 27 and recall.max() <= 7
+
+
+def test_batch_indices_visit_every_example_once_per_epoch():
+    num_examples, batch_size = 10, 4
+    stream = np.concatenate([common.batch_indices(num_examples, batch_size, step, seed=1)
+                             for step in range(1, 11)])  # 40 positions = 4 epochs
+    epochs = stream.reshape(4, num_examples)
+    for epoch in epochs:
+        assert sorted(epoch) == list(range(num_examples))
+    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
+    # Step 3 (positions 8..11) runs across the first epoch boundary.
+    np.testing.assert_array_equal(common.batch_indices(num_examples, batch_size, 3, seed=1),
+                                  stream[8:12])
+
+
+def test_digits_are_64_step_sequences_of_the_sklearn_images():
+    from sklearn import datasets  # pylint: disable=import-outside-toplevel
+    digits = datasets.load_digits()
+    data = common.load_digits()
+    assert (len(data.train), len(data.validation), len(data.test)) == (1257, 180, 360)
+    assert data.time_steps == 64 and data.train.inputs.shape[2] == 1
+    everything = np.concatenate([data.train.inputs, data.validation.inputs, data.test.inputs])
+    labels = np.concatenate([data.train.labels, data.validation.labels, data.test.labels])
+    # Same images (row-major pixels / 16) and labels, each exactly once.
+    expected = digits.images.reshape(1797, 64) / 16.0
+    order = np.lexsort(everything[:, :, 0].T)
+    expected_order = np.lexsort(expected.T)
+    np.testing.assert_allclose(everything[order, :, 0], expected[expected_order], atol=1e-7)
+    np.testing.assert_array_equal(np.sort(labels), np.sort(digits.target))
+
+
+def test_permutation_is_the_demos_and_the_same_for_every_split():
+    order = np.random.RandomState(92916).permutation(64)
+    plain = common.load_pixel_sequences("digits")
+    permuted = common.load_pixel_sequences("digits", permute=True)
+    for name in ("train", "validation", "test"):
+        np.testing.assert_array_equal(getattr(permuted, name).inputs,
+                                      getattr(plain, name).inputs[:, order])
+        np.testing.assert_array_equal(getattr(permuted, name).labels,
+                                      getattr(plain, name).labels)
+
+
+def test_numpy_metrics_match_the_formulas():
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 1.0]])
+    labels = np.array([0, 2])
+    by_hand = [-np.log(np.exp(2) / (np.exp(2) + 1 + np.exp(-1))),
+               -np.log(np.exp(1) / (1 + np.exp(3) + np.exp(1)))]
+    assert common.softmax_cross_entropy(logits, labels) == pytest.approx(np.mean(by_hand))
+    assert common.accuracy(logits, labels) == 0.5
+
+
+def test_learning_curve_has_a_panel_per_metric(tmp_path):
+    history = [{"step": 10, "split": "train", "loss": 1.0, "accuracy": 0.5},
+               {"step": 10, "split": "validation", "loss": 1.2, "accuracy": 0.4},
+               {"step": 20, "split": "train", "loss": 0.5, "accuracy": 0.8}]
+    path = common.plot_learning_curves(history, str(tmp_path / "curve.png"), "title")
+    import matplotlib.image  # pylint: disable=import-outside-toplevel
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width > height  # two panels side by side
