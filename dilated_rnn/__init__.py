@@ -6,6 +6,10 @@ model), the TF1-exact cells `BasicRNNCell`, `BasicLSTMCell`, `GRUCell`, and
 arguments: `dRNN`, `multi_dRNN_with_dilations` (also in `dilated_rnn.drnn`),
 `_contruct_cells`, `_rnn_reformat`, `drnn_classification` (also in
 `dilated_rnn.classification_models`).
+`load_tf1_checkpoint` loads TF1 checkpoints of the original demo into these
+models (see MIGRATING.md); `dilated_rnn.legacy` holds the original functions
+for `tf.compat.v1` graph mode (needs the `legacy` extra and
+TF_USE_LEGACY_KERAS=1; not imported here).
 """
 from dilated_rnn.cells import BasicLSTMCell, BasicRNNCell, GRUCell
 from dilated_rnn.cells import construct_cells
@@ -15,6 +19,7 @@ from dilated_rnn.drnn import dRNN, multi_dRNN_with_dilations
 from dilated_rnn.layers import DilatedRNN, last_valid_steps
 from dilated_rnn.memory import mean_recurrent_length
 from dilated_rnn.models import DilatedRNNClassifier
+from dilated_rnn.tf1_checkpoint import load_tf1_checkpoint
 
 __all__ = [
     "BasicLSTMCell", "BasicRNNCell", "DilatedRNN", "DilatedRNNClassifier",
@@ -22,3 +27,4 @@ __all__ = [
     "drnn_classification", "last_valid_steps", "mean_recurrent_length",
     "multi_dRNN_with_dilations",
 ]
+__all__ += ["load_tf1_checkpoint"]

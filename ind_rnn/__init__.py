@@ -4,6 +4,10 @@
   `keras.layers.RNN`.
 * `IndRNN`: the fast whole-sequence layer with the same weights.
 * `indrnn_scan`, `indrnn_step`, `effective_recurrent_weight`: the recurrence.
+* `load_tf1_checkpoint`: TF1 checkpoints of the original graphs into these
+  layers (see MIGRATING.md).
+* `ind_rnn.legacy.IndRNNCell`: the TF1 graph-mode cell for `tf.compat.v1`
+  code (needs the `legacy` extra and TF_USE_LEGACY_KERAS=1; not imported here).
 """
 from ind_rnn.ind_rnn_cell import IndRNNCell
 from ind_rnn.layer import IndRNN
@@ -18,4 +22,7 @@ __all__ = ["IndRNNCell", "IndRNN", "indrnn_scan", "indrnn_step",
 __all__ += ["SequenceBatchNormalization", "ResidualIndRNNBlock", "DenseIndRNNBlock",
             "build_sequence_classifier", "build_plain_indrnn", "build_residual_indrnn",
             "build_dense_indrnn", "recommended_recurrent_initializers"]
+from ind_rnn.tf1_checkpoint import TF1CheckpointReport, load_tf1_checkpoint
+
+__all__ += ["load_tf1_checkpoint", "TF1CheckpointReport"]
 __version__ = "0.1.0"
