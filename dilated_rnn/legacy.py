@@ -66,6 +66,8 @@ def dRNN(cell, inputs, rate, scope='default'):  # pylint: disable=invalid-name
     Raises:
         ValueError: for a `rate` that is not an int in `[1, n_steps)`, or
             `inputs` of neither form.
+        RuntimeError: under TF1 tensor shapes (`disable_v2_behavior()`
+            without `enable_v2_tensorshape()`).
 
     Example (graph mode, TF_USE_LEGACY_KERAS=1):
 
@@ -93,6 +95,7 @@ def multi_dRNN_with_dilations(cells, inputs, dilations):  # pylint: disable=inva
 
     Raises:
         ValueError: if `len(cells) != len(dilations)` or a dilation is bad.
+        RuntimeError: under TF1 tensor shapes (see `dRNN`).
 
     Example (graph mode, TF_USE_LEGACY_KERAS=1):
 
@@ -160,7 +163,7 @@ def drnn_classification(x, hidden_structs, dilations, n_steps, n_classes, input_
     Raises:
         ValueError: if `len(hidden_structs) != len(dilations)`, for a bad
             `cell_type`, dilation or size, or an `x` of another shape.
-        RuntimeError: under TF1 tensor shapes (see `_check_tensor_shapes`).
+        RuntimeError: under TF1 tensor shapes (see `dRNN`).
 
     Example (graph mode, TF_USE_LEGACY_KERAS=1):
 

@@ -261,6 +261,7 @@ def list_api_graphs(directory):
         steps = [v1.placeholder(tf.float32, [None, 2]) for _ in range(5)]
         legacy.dRNN(v1.nn.rnn_cell.BasicRNNCell(3), steps, 2)
         legacy.multi_dRNN_with_dilations(legacy._contruct_cells([3, 3], "LSTM"), steps, [2, 2])
+        legacy.multi_dRNN_with_dilations(legacy._contruct_cells([3], "IndRNN"), steps, [3])
         MANIFEST["list_api"]["repeated_names"] = sorted(
             variable.op.name for variable in v1.global_variables())
         MANIFEST["list_api"]["rate_errors"] = [
@@ -268,6 +269,23 @@ def list_api_graphs(directory):
                                                       rate))
             for rate in (0, 5)]
     np.savez(os.path.join(directory, "list_api", "legacy.npz"), outputs=outputs["legacy"])
+
+
+def legacy_argument_errors():
+    """What the legacy API says about bad arguments."""
+    from dilated_rnn import legacy
+    from ind_rnn.legacy import IndRNNCell
+    with tf.Graph().as_default():
+        x = v1.placeholder(tf.float32, [None, 6, 1])
+        MANIFEST["errors"] = {
+            "num_units": _error_text(lambda: IndRNNCell(0)),
+            "bounds": _error_text(lambda: IndRNNCell(3, recurrent_min_abs=2.0,
+                                                     recurrent_max_abs=1.0)),
+            "cell_type": _error_text(lambda: legacy._contruct_cells([3], "CNN")),
+            "dilations": _error_text(lambda: legacy.drnn_classification(
+                x, [3, 3], [1], 6, 2)),
+            "shape": _error_text(lambda: legacy.drnn_classification(x, [3], [1], 7, 2)),
+        }
 
 
 def _error_text(function):
@@ -370,6 +388,7 @@ def main(directory, guide_path=None, guide_dir=None):
                     DEMO_DILATIONS, DEMO_STEPS)
     drnn_graphs(directory, "fused_GRU", "GRU", FUSED_HIDDEN, FUSED_DILATIONS, FUSED_STEPS)
     list_api_graphs(directory)
+    legacy_argument_errors()
     broken_checkpoints(directory)
     v1_behaviour_graphs(directory)
     with open(os.path.join(directory, "manifest.json"), "w", encoding="utf-8") as manifest:

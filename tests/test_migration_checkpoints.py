@@ -110,6 +110,25 @@ def test_legacy_list_api(tf1):
         assert error.startswith("ValueError") and "`rate`" in error and f"got {rate}" in error
 
 
+def test_legacy_indrnn_cell_in_the_legacy_dilated_layers(tf1):
+    assert {f"multi_dRNN_dilation_3/ind_rnn_cell/{name}" for name in INDRNN_VARIABLES} <= set(
+        tf1.manifest["list_api"]["repeated_names"])
+
+
+@pytest.mark.parametrize("case, words", [
+    ("num_units", ["ValueError", "`num_units`", "positive integer", "got 0"]),
+    ("bounds", ["ValueError", "`recurrent_min_abs`", "recurrent_max_abs=1.0", "got 2.0"]),
+    ("cell_type", ["ValueError", "The cell type is not currently supported", "'CNN'"]),
+    ("dilations", ["ValueError", "`dilations`", "got 1"]),
+    ("shape", ["ValueError", "`x`", "n_steps=7"]),
+])
+def test_legacy_argument_errors_name_the_argument(tf1, case, words):
+    error = tf1.manifest["errors"][case]
+    assert error is not None
+    for word in words:
+        assert word in error, error
+
+
 def test_legacy_drnn_under_tf1_shapes_says_what_to_do(tf1):
     info = tf1.manifest["v1_single_cell"]
     assert info["drnn_error"].startswith("RuntimeError")
