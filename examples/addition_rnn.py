@@ -52,8 +52,9 @@ common.define_training_flags()
 common.define_model_size_flags()
 common.define_sequence_length_flag()
 flags.DEFINE_enum("cell", "indrnn", ["indrnn", "lstm"],
-                  "indrnn: the original's IndRNN stack. lstm: the original's LSTM baseline "
-                  "(one keras LSTM layer of --units).")
+                  "indrnn: the original's IndRNN stack. lstm: the original's LSTM baseline, "
+                  "one layer of --units (Keras' LSTM, forget-gate bias 1 like TF1's "
+                  "BasicLSTMCell).")
 flags.DEFINE_float("target_mse", TARGET_MSE,
                    "Stop once the mean training MSE of a 100-step window (the printed "
                    "number) is below this; 0 trains for --max_steps.", lower_bound=0.0)
@@ -180,8 +181,8 @@ def main(argv):
     train_mse = last_window["mse"] if last_window else None
     logging.info("Stopped after %d steps (%s); held-out MSE %.6f.", outcome.steps,
                  outcome.stop_reason, mse)
-    common.plot_learning_curves(
-        outcome.history, os.path.join(settings.log_dir, "learning_curve.png"),
+    common.write_learning_curve(
+        outcome.history, settings.log_dir,
         f"Adding problem, T={time_steps}, {FLAGS.cell}")
     common.emit_result({
         "task": "adding", "cell": FLAGS.cell, "time_steps": time_steps,

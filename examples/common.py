@@ -458,8 +458,7 @@ def train_classifier(model, optimizer, data, batch_size, settings, *, seed, titl
         model, data.validation)
     logging.info("Stopped after %d steps (%s): test accuracy %.4f.", outcome.steps,
                  outcome.stop_reason, test["accuracy"])
-    plot_learning_curves(outcome.history, os.path.join(settings.log_dir, "learning_curve.png"),
-                         title)
+    write_learning_curve(outcome.history, settings.log_dir, title)
     return {"steps": outcome.steps, "test_accuracy": test["accuracy"], "test_loss": test["loss"],
             "validation_accuracy": validation["accuracy"], "validation_loss": validation["loss"],
             "dataset": data.name, "time_steps": data.time_steps,
@@ -795,6 +794,14 @@ def plot_learning_curves(history, path, title):
     pyplot.close(figure)
     logging.info("Wrote the learning curve %s", path)
     return path
+
+
+def write_learning_curve(history, log_dir, title):
+    """Writes `history.json` (every record) and `learning_curve.png` into `log_dir`."""
+    os.makedirs(log_dir, exist_ok=True)
+    with open(os.path.join(log_dir, "history.json"), "w", encoding="utf-8") as file:
+        json.dump(history, file)
+    return plot_learning_curves(history, os.path.join(log_dir, "learning_curve.png"), title)
 
 
 def emit_result(result):

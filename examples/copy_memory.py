@@ -165,8 +165,8 @@ def main(argv):
     final = evaluate(model, held_out)
     logging.info("Stopped after %d steps (%s): held-out loss %.4f, accuracy %.4f.",
                  outcome.steps, outcome.stop_reason, final["loss"], final["accuracy"])
-    common.plot_learning_curves(
-        outcome.history, os.path.join(settings.log_dir, "learning_curve.png"),
+    common.write_learning_curve(
+        outcome.history, settings.log_dir,
         f"Copy memory, T={time_steps}, {FLAGS.architecture} {FLAGS.cell_type}")
     common.emit_result({
         "task": "copy_memory", "time_steps": time_steps, "architecture": FLAGS.architecture,
