@@ -88,19 +88,33 @@ class _TF1Cell(keras.layers.Layer):
     def _recurrent(self):
         return tuple(self._cast(k) for k in self._recurrent_kernels())
 
-    def fused_sequence(self, inputs, mask=None, engine="while"):
-        """Runs the cell over a time-major sequence with the fused kernel.
+    def fused_sequence(self, inputs, mask=None, engine="while", rate=1):
+        """Runs the cell over a time-major sequence with a fused kernel.
 
         Args:
             inputs: `[steps, batch, features]` tensor.
-            mask: `None` or boolean `[steps, batch, 1]`; masked steps keep
-                the previous state.
-            engine: "xla", "while" or "unrolled" (see `dilated_rnn.kernels`).
+            mask: `None` or boolean `[steps, batch]`; masked steps keep the
+                previous state.
+            engine: one of `dilated_rnn.kernels.ENGINES`.
+            rate: the dilation, which only the "native" engine applies
+                itself (reading the phases in place); the other engines run
+                an already dilated sequence, rate 1.
 
         Returns:
             The hidden-state sequence `[steps, batch, num_units]`, starting
-            from a zero state.
+            from a zero state: state `t` follows from state `t - rate`.
         """
+        if engine == "native":
+            input_kernel, bias = (self._cast(w) for w in self._input_weights())
+            return kernels.native_sequence(
+                self._fused_kind, tf.cast(inputs, self.compute_dtype),
+                input_kernel, bias, self._recurrent(), mask,
+                rate=rate, **self._fused_options())
+        if rate != 1:
+            raise ValueError(
+                "Received an invalid value for argument `rate`, expected 1 "
+                f"for engine {engine!r} (only 'native' dilates in place), "
+                f"got {rate!r}.")
         return kernels.fused_sequence(
             self._fused_kind, self._project(inputs), self._recurrent(), mask,
             engine, **self._fused_options())

@@ -25,7 +25,7 @@ from dilated_rnn.cells import cell_output_size
 
 _LOG = logging.getLogger(__name__)
 
-IMPLEMENTATIONS = ("auto", "xla", "while", "unrolled", "cell")
+IMPLEMENTATIONS = ("auto", "native", "xla", "while", "unrolled", "cell")
 
 # "auto" unrolls loops of at most this many (static) steps. Measured on a
 # 2-core CPU: below this, per-step graph ops are cheaper than an XLA while
@@ -58,8 +58,15 @@ def undilate(sequence, rate, num_steps):
     """
     shape = tf.shape(sequence)
     batch = shape[1] // rate
-    steps = tf.reshape(sequence, tf.concat(
-        [[-1, batch], shape[2:]], axis=0))[:num_steps]
+    steps = tf.reshape(sequence, tf.concat([[-1, batch], shape[2:]], axis=0))
+    padded_steps = sequence.shape[0]
+    if not (isinstance(num_steps, int) and padded_steps is not None
+            and padded_steps * rate == num_steps):
+        # tf.slice, not [:n]: along the first axis it shares the buffer and
+        # its gradient is a pad, where a strided slice copies both ways.
+        steps = tf.slice(steps, tf.zeros([tf.rank(steps)], tf.int32),
+                         tf.concat([[num_steps], [-1] * (steps.shape.rank - 1)],
+                                   axis=0))
     static_batch = sequence.shape[1]
     steps.set_shape(
         [num_steps if isinstance(num_steps, int) else None,
@@ -86,7 +93,7 @@ def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
 
     Args:
         cell: a Keras RNN cell. The TF1 cells of `dilated_rnn.cells` run
-            their fused kernel; any other cell is stepped through `call`.
+            their fused kernels; any other cell is stepped through `call`.
         inputs: `[steps, batch, features]` tensor.
         rate: the dilation, a positive int (may exceed `steps`).
         mask: `None` or boolean `[steps, batch]`. A masked step keeps its
@@ -98,32 +105,31 @@ def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
         `[steps, batch, units]` outputs: `output_t = cell(x_t, state_{t-rate})`.
     """
     num_steps = inputs.shape[0]
-    if num_steps is None:
-        num_steps = tf.shape(inputs)[0]
-    dilated_mask = None if mask is None else dilate(mask[..., None], rate)
-    outputs = run_cell(cell, dilate(inputs, rate), dilated_mask, training,
-                       implementation)
-    if dilated_mask is not None:
-        outputs = tf.where(dilated_mask, outputs, tf.zeros_like(outputs))
-    return undilate(outputs, rate, num_steps)
-
-
-def run_cell(cell, inputs, mask=None, training=None, implementation="auto"):
-    """Runs `cell` over a time-major sequence from a zero state.
-
-    `mask` is `None` or boolean `[steps, batch, 1]`. Returns the output
-    sequence; at masked steps its values are unspecified.
-    """
+    dilated_steps = None if num_steps is None else -(-num_steps // rate)
     fused = (implementation != "cell"
              and getattr(cell, "supports_fused_sequence", False))
-    engine = resolve_engine(implementation, inputs.shape[0], fused)
-    if fused:
-        return cell.fused_sequence(inputs, mask, engine)
-    return cell_sequence(cell, inputs, mask, training, engine)
+    engine = resolve_engine(implementation, dilated_steps, fused,
+                            inputs.dtype)
+    if engine == "native":
+        # The C++ kernels read the dilated phases in place: no copies.
+        outputs = cell.fused_sequence(inputs, mask, engine, rate=rate)
+    else:
+        dilated_mask = None if mask is None else dilate(mask, rate)
+        dilated = dilate(inputs, rate)
+        if fused:
+            outputs = cell.fused_sequence(dilated, dilated_mask, engine)
+        else:
+            outputs = cell_sequence(cell, dilated, dilated_mask, training,
+                                    engine)
+        outputs = undilate(outputs, rate, tf.shape(inputs)[0]
+                           if num_steps is None else num_steps)
+    if mask is not None:
+        outputs = tf.where(mask[..., None], outputs, tf.zeros_like(outputs))
+    return outputs
 
 
-def resolve_engine(implementation, num_steps, fused):
-    """Picks the loop engine ("xla", "while" or "unrolled") for one loop."""
+def resolve_engine(implementation, num_steps, fused, dtype=tf.float32):
+    """Picks the loop engine (one of `kernels.ENGINES`) for one loop."""
     if implementation not in IMPLEMENTATIONS:
         raise invalid("implementation", f"one of {IMPLEMENTATIONS}",
                       implementation)
@@ -133,15 +139,41 @@ def resolve_engine(implementation, num_steps, fused):
             "expected 'unrolled' only for inputs with a known number of "
             "time steps, got 'unrolled' for an unknown number of steps.")
     short = num_steps is not None and num_steps <= UNROLL_MAX_STEPS
-    if implementation in ("auto", "cell"):
-        if short:
+    if implementation == "cell" or not fused:
+        # Stepping a cell's `call`, differentiated by TensorFlow: XLA would
+        # compile that differentiated loop slower than a plain one runs.
+        if implementation == "unrolled" or (
+                implementation in ("auto", "cell") and short):
             return "unrolled"
-        return "xla" if fused and xla_available() else "while"
-    if implementation == "xla" and not fused:
-        # Stepping an arbitrary cell is differentiated by TensorFlow, which
-        # under XLA is slower than a plain loop.
         return "while"
-    return implementation
+    native = kernels.native_available(dtype) and not in_xla_context()
+    if implementation == "native" and not native:
+        _LOG.warning("implementation='native' is unavailable for dtype %s "
+                     "here (or inside XLA); using 'auto'.", dtype.name)
+        implementation = "auto"
+    if implementation != "auto":
+        return implementation
+    if native:
+        return "native"
+    if short:
+        return "unrolled"
+    return "xla" if xla_available() else "while"
+
+
+def in_xla_context():
+    """Whether the graph being built will be compiled by XLA as a whole.
+
+    Inside `tf.function(jit_compile=True)` (e.g. Keras'
+    `compile(jit_compile=True)`), the C++ kernels cannot run: XLA has no
+    kernel for them.
+    """
+    try:
+        # pylint: disable=import-outside-toplevel
+        from tensorflow.python.ops import control_flow_util
+        return control_flow_util.GraphOrParentsInXlaContext(
+            tf.compat.v1.get_default_graph())
+    except (ImportError, AttributeError):  # a TF without this helper
+        return False
 
 
 @functools.lru_cache(maxsize=None)
@@ -162,7 +194,9 @@ def cell_sequence(cell, inputs, mask=None, training=None, engine="while"):
     """Steps any Keras RNN cell over a time-major sequence (zero state).
 
     This is the path for cells without a fused kernel; TensorFlow
-    differentiates the loop. Nested states (LSTM's two) are carried whole.
+    differentiates the loop. Nested states (LSTM's two) are carried whole;
+    `mask` is `None` or boolean `[steps, batch]`, and outputs at masked
+    steps are unspecified.
     """
     batch = tf.shape(inputs)[1]
     initial = _initial_state(cell, batch, inputs.dtype)
@@ -175,7 +209,7 @@ def cell_sequence(cell, inputs, mask=None, training=None, engine="while"):
         output, new_states = cell(x_t, states, **call_kwargs)
         new_flat = tuple(tf.nest.flatten(new_states))
         if m_t is not None:
-            new_flat = tuple(tf.where(m_t, new, old)
+            new_flat = tuple(tf.where(m_t[:, None], new, old)
                              for new, old in zip(new_flat, carry))
         return new_flat, (output,)
 

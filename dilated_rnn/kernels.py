@@ -19,7 +19,7 @@ A dilated layer with dilation ``d`` runs ``ceil(T / d)`` sequential steps on a
 All tensors are time-major: ``[steps, batch, features]``. The initial state is
 always zero (as in the TF1 original, which passed no initial state). Masked
 steps keep the previous state; ``mask`` is ``None`` or a boolean
-``[steps, batch, 1]`` tensor.
+``[steps, batch]`` tensor.
 
 Each recurrence has the same three pieces: ``step`` (one forward step on
 projected inputs; the cells' ``call`` uses it too, so there is one copy of
@@ -29,8 +29,11 @@ import functools
 
 import tensorflow as tf
 
-# Loop engines. "unrolled" needs a static number of steps.
-ENGINES = ("xla", "while", "unrolled")
+from dilated_rnn import native
+
+# Loop engines. "unrolled" needs a static number of steps; "native" the
+# compiled C++ kernels of dilated_rnn.native.
+ENGINES = ("native", "xla", "while", "unrolled")
 
 
 
@@ -185,7 +188,7 @@ def _rnn_backward(d_hidden, states, projected, kernels, mask, engine):
     _, (d_pre,) = run_loop(
         step, (tf.zeros_like(d_hidden[0]),), (d_hidden, local, keep),
         ((d_hidden.dtype, d_hidden.shape[1:]),), engine, reverse=True)
-    return d_pre, (_sum_outer(_shift_in_zeros(hidden), d_pre),)
+    return d_pre, weight_grads("rnn", hidden, d_pre)
 
 
 # --------------------------------------------------------------------------
@@ -257,7 +260,7 @@ def _lstm_backward(d_hidden, states, projected, kernels, mask, engine,
         step, (zeros, zeros),
         (d_hidden, coef_ijf, coef_o, dc_dh, forget, keep),
         ((projected.dtype, projected.shape[1:]),), engine, reverse=True)
-    return d_pre, (_sum_outer(prev_h, d_pre),)
+    return d_pre, weight_grads("lstm", hidden, d_pre)
 
 
 # --------------------------------------------------------------------------
@@ -325,9 +328,91 @@ def _gru_backward(d_hidden, states, projected, kernels, mask, engine):
         step, (tf.zeros_like(d_hidden[0]),),
         (d_hidden, coef_c, coef_u, coef_r, update, r, keep),
         ((projected.dtype, projected.shape[1:]),), engine, reverse=True)
-    d_gates, d_candidate = tf.split(d_pre, [2 * units, units], axis=-1)
-    return d_pre, (_sum_outer(prev, d_gates),
-                   _sum_outer(reset_prev, d_candidate))
+    return d_pre, weight_grads("gru", hidden, d_pre, reset_prev)
+
+
+def weight_grads(kind, hidden, d_pre, reset_prev=None):
+    """Recurrent-kernel gradients from the pre-activation gradients.
+
+    Every kernel multiplies the state each step started from (for the GRU
+    candidate, `r * h_prev`), so its gradient is one large matmul over all
+    steps and rows: the states of steps 0..T-2 against the gradients of steps
+    1..T-1 (step 0 started from the zero state).
+    """
+    # Whole-width products, sliced afterwards: cheaper than copying column
+    # slices of the large gradient.
+    kernel_grad = _sum_outer(_drop_last_step(hidden), _drop_first_step(d_pre))
+    if kind != "gru":
+        return (kernel_grad,)
+    units = hidden.shape[-1]
+    return (kernel_grad[:, :2 * units],
+            _sum_outer(reset_prev, d_pre)[:, 2 * units:])
+
+
+def _drop_first_step(sequence):
+    # tf.slice along the first axis shares the buffer: no copy.
+    return _keep_inner_shape(tf.slice(sequence, [1, 0, 0], [-1, -1, -1]),
+                             sequence)
+
+
+def _drop_last_step(sequence):
+    return _keep_inner_shape(tf.slice(
+        sequence, [0, 0, 0],
+        tf.concat([[tf.shape(sequence)[0] - 1], [-1, -1]], 0)), sequence)
+
+
+def _keep_inner_shape(sliced, sequence):
+    sliced.set_shape([None] + sequence.shape[1:])
+    return sliced
+
+
+# --------------------------------------------------------------------------
+# The fused C++ kernels (dilated_rnn/native/drnn_ops.cc): the same maths with
+# the input projection and all weight gradients inside the kernel.
+# --------------------------------------------------------------------------
+def native_available(dtype):
+    """Whether the fused C++ kernels can run a recurrence of this dtype."""
+    return (dtype in (tf.float32, tf.float64)
+            and not tf.config.list_logical_devices("GPU")
+            and native.load() is not None)
+
+
+def native_sequence(kind, inputs, input_kernel, bias, kernels, mask=None,
+                    forget_bias=1.0, rate=1):
+    """Runs a dilated recurrence with the fused C++ kernels.
+
+    Like `fused_sequence`, but on the raw, undilated inputs
+    `[time, batch, depth]`: the kernels read dilated step `i` (times
+    `i*rate ... i*rate + rate - 1`, phase-major) in place, so no padding or
+    interleaving copy is made; they do the input projection
+    `inputs @ input_kernel + bias` themselves (for "gru", `input_kernel` and
+    `bias` hold the gate and the candidate parts side by side) and return all
+    gradients, so no tensor of the size of the projected sequence is stored.
+
+    Returns:
+        The hidden states `[time, batch, units]`: state `t` follows from
+        state `t - rate`.
+    """
+    ops = native.load()
+    candidate = (kernels[1] if kind == "gru"
+                 else tf.zeros([0, 0], inputs.dtype))
+    attrs = dict(cell=kind, forget_bias=forget_bias,
+                 has_mask=mask is not None, rate=rate)
+    mask = tf.zeros([0], tf.bool) if mask is None else mask
+
+    @tf.custom_gradient
+    def sequence(inputs, input_kernel, bias, kernel, candidate):
+        hidden, cells = ops.dilated_rnn_forward(
+            inputs, input_kernel, bias, kernel, candidate, mask, **attrs)
+
+        def grad(d_hidden):
+            return tuple(ops.dilated_rnn_backward(
+                inputs, input_kernel, bias, kernel, candidate, mask, hidden,
+                cells, d_hidden, **attrs))
+
+        return hidden, grad
+
+    return sequence(inputs, input_kernel, bias, kernels[0], candidate)
 
 
 # --------------------------------------------------------------------------
@@ -368,9 +453,10 @@ def fused_sequence(kind, projected, kernels, mask=None, engine="while",
             by the input half of the kernel, bias added.
         kernels: tuple of recurrent kernels (`(W_h,)`, or
             `(W_gate_h, W_candidate_h)` for "gru").
-        mask: `None` or boolean `[steps, batch, 1]`; masked steps keep the
+        mask: `None` or boolean `[steps, batch]`; masked steps keep the
             previous state.
-        engine: one of `ENGINES`.
+        engine: "xla", "while" or "unrolled" ("native" is
+            `native_sequence`).
         **options: `forget_bias` for "lstm".
 
     Returns:
@@ -379,6 +465,8 @@ def fused_sequence(kind, projected, kernels, mask=None, engine="while",
         backward pass; second derivatives are not supported.
     """
     forward, backward = _loops(kind, engine)
+    if mask is not None:
+        mask = mask[..., None]  # broadcasts over the units
 
     @tf.custom_gradient
     def sequence(projected, *kernels):

@@ -1,0 +1,190 @@
+"""DilatedRNN training speed against a naive Keras port, in one process.
+
+The model is the paper's 9-layer pixel-MNIST demo (hidden 20, dilations
+1, 2, ..., 256, batch 128, 784 steps of 1 input, 10 classes), trained with
+RMSProp (lr 1e-3, rho 0.9) on one fixed random batch. For each cell type it
+times, from a fresh model:
+
+* "first step": building the model, compiling it and the first
+  `train_on_batch` (tracing, XLA compilation, the step itself);
+* "step": the median of the next `--steps` `train_on_batch` calls, the
+  models' steps interleaved (naive, ours, naive, ours, ...) so that the
+  machine's load weighs on all of them alike.
+
+Models:
+
+* `naive (keras RNN, XLA step)` / `naive (keras RNN, no XLA)`: the naive
+  port, one `keras.layers.RNN` per layer over the dilated
+  `[rate*batch, ceil(T/rate), dim]` sequence, with the same TF1 cells (so the
+  same maths and parameter count). Keras' default `jit_compile="auto"`
+  XLA-compiles its training step; the run without XLA is often faster, so
+  both are timed and the speed-up is against the faster of the two.
+* `DilatedRNNClassifier`: this library's Keras model (default settings).
+* `drnn_classification`: the TF1-named function on a `keras.Input`.
+
+Run `python benchmarks/drnn_speed.py` (about 5 minutes on 2 cores);
+`--steps 20` for steadier medians, `--cells GRU` for one cell type, `--quick`
+for a short smoke run.
+"""
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import dilated_rnn  # noqa: E402
+from dilated_rnn import cells as cells_lib  # noqa: E402
+from dilated_rnn import native  # noqa: E402
+
+
+class _Dilate(keras.layers.Layer):
+    """[batch, T, dim] -> [rate*batch, ceil(T/rate), dim], phase-major."""
+
+    def __init__(self, rate, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+
+    def call(self, x):
+        rate, steps = self.rate, x.shape[1]
+        padded = -(-steps // rate) * rate
+        x = keras.ops.pad(x, [[0, 0], [0, padded - steps], [0, 0]])
+        x = keras.ops.reshape(x, (-1, padded // rate, rate, x.shape[-1]))
+        x = keras.ops.transpose(x, (2, 0, 1, 3))
+        return keras.ops.reshape(x, (-1, padded // rate, x.shape[-1]))
+
+
+class _Undilate(keras.layers.Layer):
+    """Inverse of _Dilate, dropping the padded tail."""
+
+    def __init__(self, rate, steps, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.steps = rate, steps
+
+    def call(self, y):
+        rate, dilated_steps, units = self.rate, y.shape[1], y.shape[-1]
+        y = keras.ops.reshape(y, (rate, -1, dilated_steps, units))
+        y = keras.ops.transpose(y, (1, 2, 0, 3))
+        y = keras.ops.reshape(y, (-1, dilated_steps * rate, units))
+        return y[:, :self.steps, :]
+
+
+def naive_model(cell_type, hidden, dilations, steps, n_classes):
+    inputs = keras.Input((steps, 1))
+    x = inputs
+    for cell, rate in zip(cells_lib.construct_cells(hidden, cell_type),
+                          dilations):
+        y = keras.layers.RNN(cell, return_sequences=True)(_Dilate(rate)(x))
+        x = _Undilate(rate, steps)(y)
+    fused = keras.ops.reshape(x[:, -dilations[0]:, :],
+                              (-1, dilations[0] * hidden[-1]))
+    return keras.Model(inputs, keras.layers.Dense(n_classes)(fused))
+
+
+def classifier_model(cell_type, hidden, dilations, steps, n_classes):
+    del steps
+    return dilated_rnn.DilatedRNNClassifier(hidden, dilations, n_classes,
+                                            cell_type=cell_type)
+
+
+def legacy_model(cell_type, hidden, dilations, steps, n_classes):
+    inputs = keras.Input((steps, 1))
+    logits = dilated_rnn.drnn_classification(
+        inputs, hidden, dilations, steps, n_classes, cell_type=cell_type)
+    return keras.Model(inputs, logits)
+
+
+MODELS = {
+    "naive (keras RNN, XLA step)": (naive_model, "auto"),
+    "naive (keras RNN, no XLA)": (naive_model, False),
+    "DilatedRNNClassifier": (classifier_model, "auto"),
+    "drnn_classification": (legacy_model, "auto"),
+}
+
+
+def first_step(build, jit_compile, cell_type, args, batch):
+    """Builds and compiles a model and runs its first step; returns both."""
+    keras.utils.set_random_seed(0)
+    start = time.perf_counter()
+    model = build(cell_type, [args.hidden] * args.layers, args.dilations,
+                  args.n_steps, 10)
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=1e-3, rho=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile)
+    model.train_on_batch(*batch)
+    return model, time.perf_counter() - start
+
+
+def step_times(models, batch, steps):
+    """Median step time per model, the models' steps interleaved so that
+    a change in the machine's load hits them all alike."""
+    times = {name: [] for name in models}
+    for _ in range(steps):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.train_on_batch(*batch)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cells", nargs="+", default=["RNN", "GRU", "LSTM"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        choices=list(MODELS))
+    parser.add_argument("--steps", type=int, default=5,
+                        help="timed training steps after the first")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--n-steps", type=int, default=784)
+    parser.add_argument("--hidden", type=int, default=20)
+    parser.add_argument("--layers", type=int, default=9)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 3 layers, 64 steps, batch 16")
+    args = parser.parse_args()
+    if args.quick:
+        args.layers, args.n_steps, args.batch, args.steps = 3, 64, 16, 2
+    args.dilations = [2 ** i for i in range(args.layers)]
+
+    # The C++ kernels are compiled once per machine and cached; time that
+    # apart from the models' first steps.
+    cached = os.path.exists(native.library_path())
+    start = time.perf_counter()
+    loaded = native.load() is not None
+    print(f"# C++ kernels: {'loaded' if loaded else 'UNAVAILABLE'} in "
+          f"{time.perf_counter() - start:.1f} s "
+          f"({'cached' if cached else 'built now, once per machine'})")
+    rng = np.random.RandomState(0)
+    batch = (rng.rand(args.batch, args.n_steps, 1).astype("float32"),
+             rng.randint(0, 10, size=args.batch))
+    print(f"# TF {tf.__version__}, Keras {keras.__version__}, "
+          f"{os.cpu_count()} CPUs ({platform.processor() or 'cpu'}); "
+          f"{args.layers} layers of {args.hidden}, dilations "
+          f"1..{args.dilations[-1]}, batch {args.batch}, T {args.n_steps}, "
+          f"median of {args.steps} steps", flush=True)
+    print("| cell | model | params | first step (s) | step (s) | speed-up |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for cell_type in args.cells:
+        models, firsts = {}, {}
+        for name in args.models:
+            build, jit_compile = MODELS[name]
+            models[name], firsts[name] = first_step(build, jit_compile,
+                                                    cell_type, args, batch)
+        steps = step_times(models, batch, args.steps)
+        naive = [steps[n] for n in steps if n.startswith("naive")]
+        baseline = min(naive) if naive else None
+        for name, model in models.items():
+            ratio = "" if baseline is None else f"{baseline / steps[name]:.1f}x"
+            print(f"| {cell_type} | {name} | {model.count_params():,} | "
+                  f"{firsts[name]:.1f} | {steps[name]:.3f} | {ratio} |",
+                  flush=True)
+        keras.backend.clear_session()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,725 @@
+// Fused CPU kernels for one dilated layer of the TF1 cells (BasicRNNCell,
+// BasicLSTMCell, GRUCell): forward and backward over a whole sequence.
+//
+// Tensors are time-major, [time, batch, features], and are read in place as
+// the dilated sequence: with dilation r, dilated step i is times
+// i*r ... i*r + r - 1, i.e. the [r * batch, features] block starting at time
+// i*r, whose rows are (phase, batch) pairs in phase-major order. Every row is
+// an independent recurrence; in the last dilated step only the rows whose
+// time exists are computed, so no padding is ever stored. Rows are
+// cut into tiles of at most kTileRows, tiles into a few contiguous parts, and
+// the parts run on TensorFlow's CPU thread pool; a tile runs its whole time
+// loop with its state in cache.
+//
+// Everything a step needs is done inside the kernel, in cache: the input
+// projection x @ W_x + b, the recurrence, and in the backward pass the input
+// gradient and the weight and bias gradients (accumulated per part, summed in
+// a fixed order, so results do not depend on scheduling). Nothing of size
+// [steps, rows, gates * units] is ever written to memory: on CPU that traffic,
+// not the arithmetic, is what costs. The backward pass recomputes each step's
+// gates from the stored states.
+//
+// The maths is that of dilated_rnn/kernels.py; the Python tests compare the
+// two and both against independent references.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "Eigen/Core"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace {
+
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using Index = int64_t;
+
+// Rows per tile: a tile's state and gates stay in L1/L2 across its steps.
+constexpr Index kTileRows = 64;
+// Float sums of weight gradients are flushed into double totals this often.
+constexpr Index kFlushSteps = 16;
+// The products' register tile: one 64-byte vector of columns (GCC vector
+// extension, split into narrower instructions where the CPU has none that
+// wide) for kBlock rows at a time.
+constexpr Index kVectorBytes = 64;
+constexpr Index kBlock = 8;
+// Extra elements after every scratch buffer, so full-vector loads of a
+// row's last chunk stay inside the allocation.
+constexpr Index kSlack = 64;
+
+template <typename T>
+constexpr Index Lanes() { return kVectorBytes / static_cast<Index>(sizeof(T)); }
+
+template <typename T>
+Index Padded(Index n) { return (n + Lanes<T>() - 1) / Lanes<T>() * Lanes<T>(); }
+
+template <typename T>
+using Vec = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using ConstVec = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+enum class Cell { kRnn, kLstm, kGru };
+
+Cell ParseCell(const std::string& name) {
+  if (name == "lstm") return Cell::kLstm;
+  if (name == "gru") return Cell::kGru;
+  return Cell::kRnn;
+}
+
+// Projected features per unit, and columns of the recurrent kernel per unit.
+Index Gates(Cell cell) { return cell == Cell::kLstm ? 4 : cell == Cell::kGru ? 3 : 1; }
+Index RecurrentGates(Cell cell) { return cell == Cell::kLstm ? 4 : cell == Cell::kGru ? 2 : 1; }
+
+// A row-major [rows, cols] matrix padded to whole vectors per row, zero
+// beyond `cols`: the right-hand side of Product.
+template <typename T>
+struct Packed {
+  Index rows = 0, cols = 0, stride = 0;
+  std::vector<T> data;
+  void Reset(Index r, Index c) {
+    rows = r, cols = c, stride = Padded<T>(c);
+    data.assign(r * stride + kSlack, T(0));
+  }
+  T& at(Index r, Index c) { return data[r * stride + c]; }
+};
+
+template <typename T>
+struct Strided {  // rows of a row-major matrix: element (i, j) at p[i * stride + j]
+  const T* p;
+  Index stride;
+};
+
+// out[i, :n] = (out[i, :n] if accumulate) + init[i, :n] + a[i, :k] @ b[:k, :n]
+// for i < m. `init` may be null; its stride may be 0 (a bias row).
+template <typename T>
+void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
+             Index out_stride, Index m, bool accumulate) {
+  typedef T Vector __attribute__((vector_size(kVectorBytes)));
+  constexpr Index lanes = Lanes<T>();
+  const Index k = b.rows, n = b.cols;
+  auto finish = [&](Vector acc, Index i, Index c, Index width) {
+    T* o = out + i * out_stride + c;
+    const T* start = init.p == nullptr ? nullptr : init.p + i * init.stride + c;
+    if (width < lanes) {  // the last, partial chunk of a row
+      for (Index j = 0; j < width; ++j)
+        o[j] = (accumulate ? o[j] : T(0)) + (start ? start[j] : T(0)) + acc[j];
+      return;
+    }
+    Vector v;
+    if (start != nullptr) {
+      std::memcpy(&v, start, sizeof(v));
+      acc += v;
+    }
+    if (accumulate) {
+      std::memcpy(&v, o, sizeof(v));
+      acc += v;
+    }
+    std::memcpy(o, &acc, sizeof(acc));
+  };
+  for (Index c = 0; c < n; c += lanes) {
+    const Index width = std::min(lanes, n - c);
+    Index i = 0;
+    for (; i + kBlock <= m; i += kBlock) {
+      Vector acc[kBlock] = {};
+      for (Index p = 0; p < k; ++p) {
+        Vector column;
+        std::memcpy(&column, b.data.data() + p * b.stride + c, sizeof(column));
+        for (Index r = 0; r < kBlock; ++r) acc[r] += a.p[(i + r) * a.stride + p] * column;
+      }
+      for (Index r = 0; r < kBlock; ++r) finish(acc[r], i + r, c, width);
+    }
+    for (; i < m; ++i) {
+      Vector acc = {};
+      for (Index p = 0; p < k; ++p) {
+        Vector column;
+        std::memcpy(&column, b.data.data() + p * b.stride + c, sizeof(column));
+        acc += a.p[i * a.stride + p] * column;
+      }
+      finish(acc, i, c, width);
+    }
+  }
+}
+
+// out[p0 + r, c:c + lanes] += sum_i a[i, p0 + r] * b[i, c:c + lanes] for
+// r < Rows: Rows accumulators stay in registers while the rows stream by.
+template <typename T, Index Rows>
+void AddOuterBlock(Strided<T> a, Index p0, Strided<T> b, Index c, T* out,
+                   Index out_stride, Index m) {
+  typedef T Vector __attribute__((vector_size(kVectorBytes)));
+  Vector acc[Rows] = {};
+  for (Index i = 0; i < m; ++i) {
+    Vector row;
+    std::memcpy(&row, b.p + i * b.stride + c, sizeof(row));
+    for (Index r = 0; r < Rows; ++r) acc[r] += a.p[i * a.stride + p0 + r] * row;
+  }
+  for (Index r = 0; r < Rows; ++r) {
+    T* o = out + (p0 + r) * out_stride + c;
+    Vector v;
+    std::memcpy(&v, o, sizeof(v));
+    v += acc[r];
+    std::memcpy(o, &v, sizeof(v));
+  }
+}
+
+// out[p, :] += sum_i a[i, p] * b[i, :n] for p < k, i < m: a weight gradient.
+// `out` is [k, Padded(n)]; b's rows must be readable a whole vector past n.
+template <typename T>
+void AddOuter(Strided<T> a, Index k, Strided<T> b, Index n, T* out, Index m) {
+  const Index stride = Padded<T>(n);
+  for (Index c = 0; c < n; c += Lanes<T>()) {
+    Index p = 0;
+    for (; p + kBlock <= k; p += kBlock) AddOuterBlock<T, kBlock>(a, p, b, c, out, stride, m);
+    for (; p + kBlock / 2 <= k; p += kBlock / 2)
+      AddOuterBlock<T, kBlock / 2>(a, p, b, c, out, stride, m);
+    for (; p < k; ++p) AddOuterBlock<T, 1>(a, p, b, c, out, stride, m);
+  }
+}
+
+// Scratch of one tile: named buffers with slack.
+template <typename T>
+struct Buffer {
+  std::vector<T> data;
+  Buffer(Index size) : data(size + kSlack, T(0)) {}
+  T* get() { return data.data(); }
+};
+
+// The inputs shared by both ops, with the weights packed for Product:
+// W_x [D, G*H], the recurrent kernel [H, R*H] and (GRU) the candidate's
+// [H, H], plus transposed copies for the backward pass. For the LSTM the
+// packed forward copies hold 2 * (the j columns) and the bias holds
+// forget_bias in the f columns, so that one sigmoid over all gates gives
+// i, (tanh(j) + 1) / 2, sigmoid(f + forget_bias), o.
+template <typename T>
+struct Problem {
+  Cell cell;
+  // time: the sequence length; steps = ceil(time / rate) dilated steps of
+  // rows = rate * batch rows.
+  Index time = 0, batch = 0, rate = 1, steps = 0, rows = 0, depth = 0, units = 0;
+  const T* inputs = nullptr;  // [time, batch, depth]
+  const bool* mask = nullptr;  // [time, batch], or null
+  Packed<T> input_kernel, recurrent, candidate;           // forward
+  // Backward: [U^T | W_x^T] side by side, [G*H, H + D] (U^T zero in the
+  // GRU candidate's rows), so that one product gives dL/dh_prev and dL/dx;
+  // and U_c^T.
+  Packed<T> transposed, candidate_t;
+  std::vector<T> bias;  // [Padded(G*H)] + slack, forward form
+
+  Index width() const { return Gates(cell) * units; }
+  template <typename P>
+  P* At(P* base, Index t, Index first, Index features) const {
+    return base + (t * rows + first) * features;
+  }
+  bool Valid(Index t, Index row) const { return mask == nullptr || mask[t * rows + row]; }
+  // How many of the tile's m rows starting at `first` exist at dilated step
+  // t: all but in the last step, where phases past the end are missing.
+  Index TileRows(Index t, Index first, Index m) const {
+    const Index existing = std::min(rows, (time - t * rate) * batch);
+    return std::max<Index>(0, std::min(m, existing - first));
+  }
+};
+
+// The gates of one step for rows [first, first + m), from the layer input and
+// the previous state. RNN: z = pre-activation. LSTM: z = the four sigmoids
+// (see Problem). GRU: z = [r, u] sigmoids, candidate = tanh(...),
+// reset_prev = r * h_prev.
+template <typename T>
+void StepGates(const Problem<T>& p, Index t, Index first, Index m, const T* h_prev,
+               T* z, T* candidate, T* reset_prev, T* projected) {
+  const Index units = p.units, width = p.width();
+  const Strided<T> x{p.At(p.inputs, t, first, p.depth), p.depth};
+  const Strided<T> h{h_prev, units};
+  const Strided<T> bias{p.bias.data(), 0};
+  if (p.cell != Cell::kGru) {
+    Product(x, p.input_kernel, bias, z, width, m, false);
+    Product(h, p.recurrent, Strided<T>{nullptr, 0}, z, width, m, true);
+    if (p.cell == Cell::kLstm) Vec<T>(z, m * width) = Vec<T>(z, m * width).logistic();
+    return;
+  }
+  Product(x, p.input_kernel, bias, projected, width, m, false);
+  Product(h, p.recurrent, Strided<T>{projected, width}, z, 2 * units, m, false);
+  Vec<T>(z, m * 2 * units) = Vec<T>(z, m * 2 * units).logistic();
+  for (Index i = 0; i < m; ++i)
+    for (Index k = 0; k < units; ++k)
+      reset_prev[i * units + k] = z[i * 2 * units + k] * h_prev[i * units + k];
+  Product(Strided<T>{reset_prev, units}, p.candidate,
+          Strided<T>{projected + 2 * units, width}, candidate, units, m, false);
+  Vec<T>(candidate, m * units) = Vec<T>(candidate, m * units).tanh();
+}
+
+template <typename T>
+void KeepMasked(const Problem<T>& p, Index t, Index first, Index m,
+                const T* previous, T* current) {
+  if (p.mask == nullptr) return;
+  for (Index i = 0; i < m; ++i)
+    if (!p.Valid(t, first + i))
+      for (Index k = 0; k < p.units; ++k) current[i * p.units + k] = previous[i * p.units + k];
+}
+
+// ------------------------------------------------------------------------
+// Forward over rows [first, first + m):
+//   RNN:  h' = tanh(x W + b + h U)
+//   LSTM: i, j, f, o = x W + b + h U; c' = c s(f + fb) + s(i) tanh(j);
+//         h' = tanh(c') s(o)
+//   GRU:  r, u = s(x W_ru + b_ru + h U_ru); c = tanh(x W_c + b_c + (r h) U_c);
+//         h' = u h + (1 - u) c
+// A masked step keeps the previous state.
+// ------------------------------------------------------------------------
+template <typename T>
+void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T* cells) {
+  const Index units = p.units, width = p.width();
+  Buffer<T> zeros(tile_rows * units), z(tile_rows * width), candidate(tile_rows * units),
+      reset_prev(tile_rows * units), projected(tile_rows * width);
+  for (Index t = 0; t < p.steps; ++t) {
+    const Index m = p.TileRows(t, first, tile_rows), n = m * units;
+    if (m == 0) continue;
+    const T* h_prev = t == 0 ? zeros.get() : p.At(hidden, t - 1, first, units);
+    T* h = p.At(hidden, t, first, units);
+    StepGates(p, t, first, m, h_prev, z.get(), candidate.get(), reset_prev.get(),
+              projected.get());
+    const T* g = z.get();
+    if (p.cell == Cell::kRnn) {
+      Vec<T>(h, n) = Vec<T>(z.get(), n).tanh();
+    } else if (p.cell == Cell::kLstm) {
+      const T* c_prev = t == 0 ? zeros.get() : p.At(cells, t - 1, first, units);
+      T* c = p.At(cells, t, first, units);
+      for (Index i = 0; i < m; ++i)
+        for (Index k = 0; k < units; ++k) {
+          const T* row = g + i * width;
+          const T j = T(2) * row[units + k] - T(1);
+          c[i * units + k] = c_prev[i * units + k] * row[2 * units + k] + row[k] * j;
+        }
+      Vec<T>(h, n) = Vec<T>(c, n).tanh();
+      for (Index i = 0; i < m; ++i)
+        for (Index k = 0; k < units; ++k) h[i * units + k] *= g[i * width + 3 * units + k];
+      KeepMasked(p, t, first, m, c_prev, c);
+    } else {
+      for (Index i = 0; i < m; ++i)
+        for (Index k = 0; k < units; ++k) {
+          const T u = g[i * 2 * units + units + k];
+          h[i * units + k] = u * h_prev[i * units + k] + (T(1) - u) * candidate.get()[i * units + k];
+        }
+    }
+    KeepMasked(p, t, first, m, h_prev, h);
+  }
+}
+
+// Weight-gradient sums of one part: float per flush period, double overall.
+template <typename T>
+struct Gradients {
+  Index input_size, recurrent_size, candidate_size, bias_size;
+  std::vector<T> input_kernel, recurrent, candidate, bias;  // padded layouts
+  std::vector<double> total;
+
+  Gradients(const Problem<T>& p)
+      : input_size(p.depth * Padded<T>(p.width())),
+        recurrent_size(p.units * Padded<T>(RecurrentGates(p.cell) * p.units)),
+        candidate_size(p.cell == Cell::kGru ? p.units * Padded<T>(p.units) : 0),
+        bias_size(Padded<T>(p.width())),
+        input_kernel(input_size), recurrent(recurrent_size), candidate(candidate_size),
+        bias(bias_size),
+        total(input_size + recurrent_size + candidate_size + bias_size, 0.0) {}
+
+  void Flush() {
+    Index offset = 0;
+    for (std::vector<T>* part : {&input_kernel, &recurrent, &candidate, &bias}) {
+      for (Index i = 0; i < static_cast<Index>(part->size()); ++i) {
+        total[offset + i] += (*part)[i];
+        (*part)[i] = T(0);
+      }
+      offset += part->size();
+    }
+  }
+};
+
+// ------------------------------------------------------------------------
+// Backward over rows [first, first + m): dL/dx for every step, and the
+// weight and bias gradients added into `grads`. `carry` is dL/dh (and dL/dc)
+// arriving from step t + 1; a masked step passes it through unchanged.
+// ------------------------------------------------------------------------
+template <typename T>
+void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hidden,
+                  const T* cells, const T* grad_hidden, T* grad_inputs,
+                  Gradients<T>* grads) {
+  const Index units = p.units, width = p.width(), size = tile_rows * units;
+  Buffer<T> zeros(size), z(tile_rows * width), candidate(size), reset_prev(size),
+      projected(tile_rows * width), d_pre(tile_rows * width), carry_h(size), carry_c(size),
+      kept_c(size), grad(size), tanh_c(size), d_reset(size),
+      back(tile_rows * (units + p.depth));
+  const Index recurrent_width = RecurrentGates(p.cell) * units;
+  for (Index t = p.steps - 1, done = 0; t >= 0; --t, ++done) {
+    // Rows missing from the last step keep a zero carry: nothing follows them.
+    const Index m = p.TileRows(t, first, tile_rows), n = m * units;
+    if (m == 0) continue;
+    const T* h_prev = t == 0 ? zeros.get() : p.At(hidden, t - 1, first, units);
+    // The RNN's derivative is read off its output; the others recompute.
+    if (p.cell != Cell::kRnn)
+      StepGates(p, t, first, m, h_prev, z.get(), candidate.get(), reset_prev.get(),
+                projected.get());
+    Vec<T>(grad.get(), n) =
+        Vec<T>(carry_h.get(), n) + ConstVec<T>(p.At(grad_hidden, t, first, units), n);
+    const T* g = grad.get();
+    const T* zt = z.get();
+    T* d = d_pre.get();
+    if (p.cell == Cell::kRnn) {
+      const T* h = p.At(hidden, t, first, units);
+      for (Index i = 0; i < n; ++i) d[i] = g[i] * (T(1) - h[i] * h[i]);
+    } else if (p.cell == Cell::kLstm) {
+      const T* c_prev = t == 0 ? zeros.get() : p.At(cells, t - 1, first, units);
+      Vec<T>(tanh_c.get(), n) = ConstVec<T>(p.At(cells, t, first, units), n).tanh();
+      T* cc = carry_c.get();
+      for (Index i = 0; i < m; ++i)
+        for (Index k = 0; k < units; ++k) {
+          const Index s = i * units + k, row = i * width;
+          const T in = zt[row + k], j = T(2) * zt[row + units + k] - T(1),
+                  f = zt[row + 2 * units + k], o = zt[row + 3 * units + k];
+          const T tc = tanh_c.get()[s];
+          const T d_c = cc[s] + g[s] * o * (T(1) - tc * tc);
+          d[row + k] = d_c * j * in * (T(1) - in);
+          d[row + units + k] = d_c * in * (T(1) - j * j);
+          d[row + 2 * units + k] = d_c * c_prev[s] * f * (T(1) - f);
+          d[row + 3 * units + k] = g[s] * tc * o * (T(1) - o);
+          kept_c.get()[s] = cc[s];
+          cc[s] = d_c * f;
+        }
+      // A masked step passes dL/dc through: restore the old carry there.
+      if (p.mask != nullptr)
+        for (Index i = 0; i < m; ++i)
+          if (!p.Valid(t, first + i))
+            std::copy(kept_c.get() + i * units, kept_c.get() + (i + 1) * units, cc + i * units);
+    } else {
+      const T* c = candidate.get();
+      for (Index i = 0; i < m; ++i)
+        for (Index k = 0; k < units; ++k) {
+          const Index s = i * units + k;
+          const T u = zt[i * 2 * units + units + k];
+          d[i * width + 2 * units + k] = g[s] * (T(1) - u) * (T(1) - c[s] * c[s]);
+        }
+      Product(Strided<T>{d + 2 * units, width}, p.candidate_t, Strided<T>{nullptr, 0},
+              d_reset.get(), units, m, false);
+      for (Index i = 0; i < m; ++i)
+        for (Index k = 0; k < units; ++k) {
+          const Index s = i * units + k;
+          const T r = zt[i * 2 * units + k], u = zt[i * 2 * units + units + k];
+          d[i * width + k] = d_reset.get()[s] * h_prev[s] * r * (T(1) - r);
+          d[i * width + units + k] = g[s] * (h_prev[s] - c[s]) * u * (T(1) - u);
+        }
+    }
+    // Masked steps contribute nothing but pass dL/dh through.
+    if (p.mask != nullptr)
+      for (Index i = 0; i < m; ++i)
+        if (!p.Valid(t, first + i)) std::fill(d + i * width, d + (i + 1) * width, T(0));
+    // back = d @ [U^T | W_x^T]: dL/dh_prev (through the matmuls) and dL/dx.
+    const Index back_width = units + p.depth;
+    T* bk = back.get();
+    Product(Strided<T>{d, width}, p.transposed, Strided<T>{nullptr, 0}, bk, back_width, m,
+            false);
+    T* ch = carry_h.get();
+    T* dx = p.At(grad_inputs, t, first, p.depth);
+    for (Index i = 0; i < m; ++i) {
+      for (Index k = 0; k < units; ++k) {
+        const Index s = i * units + k;
+        ch[s] = bk[i * back_width + k];
+        if (p.cell == Cell::kGru)  // h' = u h + ..., and r h feeds the candidate
+          ch[s] += g[s] * zt[i * 2 * units + units + k] +
+                   d_reset.get()[s] * zt[i * 2 * units + k];
+      }
+      for (Index k = 0; k < p.depth; ++k) dx[i * p.depth + k] = bk[i * back_width + units + k];
+    }
+    if (p.mask != nullptr)
+      for (Index i = 0; i < m; ++i)
+        if (!p.Valid(t, first + i)) std::copy(g + i * units, g + (i + 1) * units, ch + i * units);
+    const Strided<T> x{p.At(p.inputs, t, first, p.depth), p.depth};
+    AddOuter(x, p.depth, Strided<T>{d, width}, width, grads->input_kernel.data(), m);
+    AddOuter(Strided<T>{h_prev, units}, units, Strided<T>{d, width}, recurrent_width,
+             grads->recurrent.data(), m);
+    if (p.cell == Cell::kGru)
+      AddOuter(Strided<T>{reset_prev.get(), units}, units, Strided<T>{d + 2 * units, width},
+               units, grads->candidate.data(), m);
+    for (Index i = 0; i < m; ++i)
+      for (Index k = 0; k < width; ++k) grads->bias[k] += d[i * width + k];
+    if ((done + 1) % kFlushSteps == 0) grads->Flush();
+  }
+  grads->Flush();
+}
+
+// Reads the inputs shared by both ops and packs the weights; on failure the
+// context holds the error.
+template <typename T>
+void ReadProblem(OpKernelContext* context, Cell cell, bool has_mask, float forget_bias,
+                 Index rate, Problem<T>* p) {
+  const Tensor& inputs = context->input(0);
+  const Tensor& input_kernel = context->input(1);
+  const Tensor& bias = context->input(2);
+  const Tensor& recurrent = context->input(3);
+  const Tensor& candidate = context->input(4);
+  const Tensor& mask = context->input(5);
+  OP_REQUIRES(context, inputs.dims() == 3 && input_kernel.dims() == 2 && recurrent.dims() == 2,
+              absl::InvalidArgumentError("inputs must be [steps, rows, depth], kernels 2-D"));
+  OP_REQUIRES(context, rate >= 1, absl::InvalidArgumentError("rate must be >= 1"));
+  p->cell = cell;
+  p->time = inputs.dim_size(0);
+  p->batch = inputs.dim_size(1);
+  p->rate = rate;
+  p->steps = (p->time + rate - 1) / rate;
+  p->rows = rate * p->batch;
+  p->depth = inputs.dim_size(2);
+  p->units = recurrent.dim_size(0);
+  const Index units = p->units, width = p->width(), recurrent_width = RecurrentGates(cell) * units;
+  OP_REQUIRES(context,
+              input_kernel.dim_size(0) == p->depth && input_kernel.dim_size(1) == width &&
+                  bias.NumElements() == width && recurrent.dim_size(1) == recurrent_width,
+              absl::InvalidArgumentError("kernel, bias and input shapes do not match"));
+  OP_REQUIRES(context,
+              cell != Cell::kGru || (candidate.dims() == 2 && candidate.dim_size(0) == units &&
+                                     candidate.dim_size(1) == units),
+              absl::InvalidArgumentError("candidate_kernel must be [units, units]"));
+  OP_REQUIRES(context, !has_mask || mask.NumElements() == p->time * p->batch,
+              absl::InvalidArgumentError("mask must be [time, batch]"));
+  p->inputs = inputs.flat<T>().data();
+  p->mask = has_mask ? mask.flat<bool>().data() : nullptr;
+
+  // LSTM: scale the j columns by 2 and fold forget_bias into the bias (see
+  // Problem); the transposed copies keep the true weights.
+  auto scale = [&](Index column) {
+    return cell == Cell::kLstm && column >= units && column < 2 * units ? T(2) : T(1);
+  };
+  const T* w = input_kernel.flat<T>().data();
+  p->input_kernel.Reset(p->depth, width);
+  p->transposed.Reset(width, units + p->depth);
+  for (Index a = 0; a < p->depth; ++a)
+    for (Index b = 0; b < width; ++b) {
+      p->input_kernel.at(a, b) = scale(b) * w[a * width + b];
+      p->transposed.at(b, units + a) = w[a * width + b];
+    }
+  const T* u = recurrent.flat<T>().data();
+  p->recurrent.Reset(units, recurrent_width);
+  for (Index a = 0; a < units; ++a)
+    for (Index b = 0; b < recurrent_width; ++b) {
+      p->recurrent.at(a, b) = scale(b) * u[a * recurrent_width + b];
+      p->transposed.at(b, a) = u[a * recurrent_width + b];
+    }
+  if (cell == Cell::kGru) {
+    const T* c = candidate.flat<T>().data();
+    p->candidate.Reset(units, units);
+    p->candidate_t.Reset(units, units);
+    for (Index a = 0; a < units; ++a)
+      for (Index b = 0; b < units; ++b) {
+        p->candidate.at(a, b) = c[a * units + b];
+        p->candidate_t.at(b, a) = c[a * units + b];
+      }
+  }
+  const T* b = bias.flat<T>().data();
+  p->bias.assign(Padded<T>(width) + kSlack, T(0));
+  for (Index k = 0; k < width; ++k) {
+    const bool forget = cell == Cell::kLstm && k >= 2 * units && k < 3 * units;
+    p->bias[k] = scale(k) * b[k] + (forget ? static_cast<T>(forget_bias) : T(0));
+  }
+}
+
+// Splits the rows into tiles and the tiles into `parts` contiguous ranges,
+// and runs `work(part, first_row, rows)` for every tile on the thread pool;
+// a part's tiles run in order on one thread.
+template <typename Work>
+void RunParts(OpKernelContext* context, Index rows, Index parts, Index cost_per_row,
+              Work work) {
+  const Index tiles = (rows + kTileRows - 1) / kTileRows;
+  auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
+  tensorflow::Shard(workers->NumThreads(), workers, parts,
+                    cost_per_row * rows / std::max<Index>(parts, 1),
+                    [&](int64_t begin, int64_t end) {
+                      for (Index part = begin; part < end; ++part)
+                        for (Index tile = tiles * part / parts; tile < tiles * (part + 1) / parts;
+                             ++tile) {
+                          const Index first = tile * kTileRows;
+                          work(part, first, std::min(kTileRows, rows - first));
+                        }
+                    });
+}
+
+Index NumParts(OpKernelContext* context, Index rows) {
+  const Index tiles = (rows + kTileRows - 1) / kTileRows;
+  const Index threads = context->device()->tensorflow_cpu_worker_threads()->num_threads;
+  return std::max<Index>(1, std::min<Index>(tiles, 2 * threads));
+}
+
+class Attributes {
+ public:
+  explicit Attributes(OpKernelConstruction* context) {
+    std::string cell;
+    OP_REQUIRES_OK(context, context->GetAttr("cell", &cell));
+    OP_REQUIRES_OK(context, context->GetAttr("has_mask", &has_mask_));
+    OP_REQUIRES_OK(context, context->GetAttr("forget_bias", &forget_bias_));
+    OP_REQUIRES_OK(context, context->GetAttr("rate", &rate_));
+    cell_ = ParseCell(cell);
+  }
+
+ protected:
+  Cell cell_;
+  bool has_mask_;
+  float forget_bias_;
+  int rate_;
+};
+
+template <typename T>
+class ForwardOp : public OpKernel, Attributes {
+ public:
+  explicit ForwardOp(OpKernelConstruction* context) : OpKernel(context), Attributes(context) {}
+
+  void Compute(OpKernelContext* context) override {
+    Problem<T> p;
+    ReadProblem(context, cell_, has_mask_, forget_bias_, rate_, &p);
+    if (!context->status().ok()) return;
+    const TensorShape states_shape({p.time, p.batch, p.units});
+    Tensor *hidden = nullptr, *cells = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, states_shape, &hidden));
+    OP_REQUIRES_OK(context,
+                   context->allocate_output(
+                       1, cell_ == Cell::kLstm ? states_shape : TensorShape({0}), &cells));
+    T* hidden_data = hidden->flat<T>().data();
+    T* cells_data = cells->flat<T>().data();
+    RunParts(context, p.rows, NumParts(context, p.rows),
+             p.steps * p.width() * (p.depth + p.units + 10),
+             [&](Index, Index first, Index m) { ForwardTile(p, first, m, hidden_data, cells_data); });
+  }
+};
+
+template <typename T>
+class BackwardOp : public OpKernel, Attributes {
+ public:
+  explicit BackwardOp(OpKernelConstruction* context) : OpKernel(context), Attributes(context) {}
+
+  void Compute(OpKernelContext* context) override {
+    Problem<T> p;
+    ReadProblem(context, cell_, has_mask_, forget_bias_, rate_, &p);
+    if (!context->status().ok()) return;
+    const Tensor& hidden = context->input(6);
+    const Tensor& cells = context->input(7);
+    const Tensor& grad_hidden = context->input(8);
+    const TensorShape states_shape({p.time, p.batch, p.units});
+    OP_REQUIRES(context,
+                hidden.shape() == states_shape && grad_hidden.shape() == states_shape &&
+                    (cell_ != Cell::kLstm || cells.shape() == states_shape),
+                absl::InvalidArgumentError("state sequences must be [time, batch, units]"));
+    Tensor* outputs[5];
+    const TensorShape shapes[5] = {
+        context->input(0).shape(), context->input(1).shape(), context->input(2).shape(),
+        context->input(3).shape(),
+        cell_ == Cell::kGru ? context->input(4).shape() : TensorShape({0, 0})};
+    for (int k = 0; k < 5; ++k)
+      OP_REQUIRES_OK(context, context->allocate_output(k, shapes[k], &outputs[k]));
+
+    const Index parts = NumParts(context, p.rows);
+    std::vector<Gradients<T>> grads(parts, Gradients<T>(p));
+    const T* hidden_data = hidden.flat<T>().data();
+    const T* cells_data = cell_ == Cell::kLstm ? cells.flat<T>().data() : nullptr;
+    const T* grad_data = grad_hidden.flat<T>().data();
+    T* grad_inputs = outputs[0]->flat<T>().data();
+    RunParts(context, p.rows, parts, p.steps * p.width() * (3 * (p.depth + p.units) + 20),
+             [&](Index part, Index first, Index m) {
+               BackwardTile(p, first, m, hidden_data, cells_data, grad_data, grad_inputs,
+                            &grads[part]);
+             });
+
+    // Sum the parts in order, then unpad into the outputs.
+    std::vector<double> total(grads[0].total.size(), 0.0);
+    for (const auto& part : grads)
+      for (size_t i = 0; i < total.size(); ++i) total[i] += part.total[i];
+    const Index width = p.width(), units = p.units;
+    const Index recurrent_width = RecurrentGates(cell_) * units;
+    const Gradients<T>& layout = grads[0];
+    auto unpad = [&](Index offset, Index rows, Index cols, T* out) {
+      const Index stride = Padded<T>(cols);
+      for (Index r = 0; r < rows; ++r)
+        for (Index c = 0; c < cols; ++c)
+          out[r * cols + c] = static_cast<T>(total[offset + r * stride + c]);
+    };
+    unpad(0, p.depth, width, outputs[1]->flat<T>().data());
+    unpad(layout.input_size + layout.recurrent_size + layout.candidate_size, 1, width,
+          outputs[2]->flat<T>().data());
+    unpad(layout.input_size, units, recurrent_width, outputs[3]->flat<T>().data());
+    if (cell_ == Cell::kGru)
+      unpad(layout.input_size + layout.recurrent_size, units, units,
+            outputs[4]->flat<T>().data());
+  }
+};
+
+}  // namespace
+
+REGISTER_OP("DilatedRnnForward")
+    .Attr("T: {float, double}")
+    .Attr("cell: {'rnn', 'lstm', 'gru'}")
+    .Attr("forget_bias: float = 1.0")
+    .Attr("has_mask: bool")
+    .Attr("rate: int >= 1 = 1")
+    .Input("inputs: T")            // [time, batch, depth]
+    .Input("input_kernel: T")      // [depth, gates * units]
+    .Input("bias: T")              // [gates * units]
+    .Input("kernel: T")            // [units, units * (1 | 4 | 2)]
+    .Input("candidate_kernel: T")  // GRU: [units, units]; else unused
+    .Input("mask: bool")           // [time, batch], or [0]
+    .Output("hidden: T")           // [time, batch, units]
+    .Output("cells: T")            // LSTM: [time, batch, units]; else [0]
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+      auto inputs = c->input(0);
+      auto kernel = c->input(3);
+      if (!c->RankKnown(inputs) || !c->RankKnown(kernel)) {
+        c->set_output(0, c->UnknownShape());
+        c->set_output(1, c->UnknownShape());
+        return absl::OkStatus();
+      }
+      auto states = c->MakeShape({c->Dim(inputs, 0), c->Dim(inputs, 1), c->Dim(kernel, 0)});
+      std::string cell;
+      TF_RETURN_IF_ERROR(c->GetAttr("cell", &cell));
+      c->set_output(0, states);
+      c->set_output(1, cell == "lstm" ? states : c->MakeShape({0}));
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("DilatedRnnBackward")
+    .Attr("T: {float, double}")
+    .Attr("cell: {'rnn', 'lstm', 'gru'}")
+    .Attr("forget_bias: float = 1.0")
+    .Attr("has_mask: bool")
+    .Attr("rate: int >= 1 = 1")
+    .Input("inputs: T")
+    .Input("input_kernel: T")
+    .Input("bias: T")
+    .Input("kernel: T")
+    .Input("candidate_kernel: T")
+    .Input("mask: bool")
+    .Input("hidden: T")                 // forward outputs
+    .Input("cells: T")
+    .Input("grad_hidden: T")            // [time, batch, units]
+    .Output("grad_inputs: T")
+    .Output("grad_input_kernel: T")
+    .Output("grad_bias: T")
+    .Output("grad_kernel: T")
+    .Output("grad_candidate_kernel: T")  // GRU; else [0, 0]
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+      std::string cell;
+      TF_RETURN_IF_ERROR(c->GetAttr("cell", &cell));
+      for (int k = 0; k < 4; ++k) c->set_output(k, c->input(k));
+      c->set_output(4, cell == "gru" ? c->input(4) : c->MakeShape({0, 0}));
+      return absl::OkStatus();
+    });
+
+REGISTER_KERNEL_BUILDER(
+    Name("DilatedRnnForward").Device(tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
+    ForwardOp<float>);
+REGISTER_KERNEL_BUILDER(
+    Name("DilatedRnnForward").Device(tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
+    ForwardOp<double>);
+REGISTER_KERNEL_BUILDER(
+    Name("DilatedRnnBackward").Device(tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
+    BackwardOp<float>);
+REGISTER_KERNEL_BUILDER(
+    Name("DilatedRnnBackward").Device(tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
+    BackwardOp<double>);

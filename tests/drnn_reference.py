@@ -1,0 +1,91 @@
+"""Independent references for the DilatedRNN tests.
+
+The TF1 cells' maths written out from the spec (REFERENCE.md section 1) as
+plain TensorFlow ops on `[x, h]` concatenations, exactly as TF1 computed it,
+and the dilated recurrence as a plain Python loop over time:
+`output_t = cell(x_t, state_{t - rate})`, with a zero state for `t < rate`.
+Nothing here reuses the library's dilation, kernels or cells' maths, so
+agreement is evidence; differentiating the loop with a GradientTape gives
+reference gradients.
+"""
+import tensorflow as tf
+
+
+def basic_rnn_step(cell):
+    """TF1 BasicRNNCell: h' = tanh([x, h] @ kernel + bias)."""
+    def step(x, state):
+        (h,) = state
+        h = tf.tanh(tf.matmul(tf.concat([x, h], 1), cell.kernel) + cell.bias)
+        return h, (h,)
+    return step
+
+
+def basic_lstm_step(cell, forget_bias=1.0):
+    """TF1 BasicLSTMCell, gates i, j, f, o; the state is (c, h)."""
+    def step(x, state):
+        c, h = state
+        gates = tf.matmul(tf.concat([x, h], 1), cell.kernel) + cell.bias
+        i, j, f, o = tf.split(gates, 4, axis=1)
+        c = c * tf.sigmoid(f + forget_bias) + tf.sigmoid(i) * tf.tanh(j)
+        h = tf.tanh(c) * tf.sigmoid(o)
+        return h, (c, h)
+    return step
+
+
+def gru_step(cell):
+    """TF1 GRUCell: reset gate applied to h before the candidate matmul."""
+    def step(x, state):
+        (h,) = state
+        gates = tf.sigmoid(
+            tf.matmul(tf.concat([x, h], 1), cell.gates_kernel) + cell.gates_bias)
+        r, u = tf.split(gates, 2, axis=1)
+        c = tf.tanh(tf.matmul(tf.concat([x, r * h], 1), cell.candidate_kernel)
+                    + cell.candidate_bias)
+        return u * h + (1 - u) * c, (u * h + (1 - u) * c,)
+    return step
+
+
+def keras_cell_step(cell):
+    """Any Keras cell, one `call` per step (for cells we did not write)."""
+    def step(x, state):
+        output, new_state = cell(x, list(state))
+        return output, tuple(new_state)
+    return step
+
+
+def reference_step(cell):
+    """The reference step for one of our cells, by its class name."""
+    name = type(cell).__name__
+    if name == "BasicRNNCell":
+        return basic_rnn_step(cell)
+    if name == "BasicLSTMCell":
+        return basic_lstm_step(cell, cell.forget_bias)
+    if name == "GRUCell":
+        return gru_step(cell)
+    return keras_cell_step(cell)
+
+
+def zero_state(cell, batch, dtype):
+    sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [
+        cell.state_size]
+    return tuple(tf.zeros([batch, size], dtype) for size in sizes)
+
+
+def dilated_loop(step, inputs, rate, initial_state):
+    """`[batch, T, D]` -> `[batch, T, units]`, one plain step per time."""
+    outputs, states = [], []
+    for t in range(inputs.shape[1]):
+        previous = states[t - rate] if t >= rate else initial_state
+        output, state = step(inputs[:, t], previous)
+        outputs.append(output)
+        states.append(state)
+    return tf.stack(outputs, axis=1)
+
+
+def stack_loop(cells, dilations, inputs):
+    """A stack of dilated layers, each the plain loop above."""
+    x = inputs
+    for cell, rate in zip(cells, dilations):
+        x = dilated_loop(reference_step(cell), x, rate,
+                         zero_state(cell, x.shape[0], x.dtype))
+    return x
