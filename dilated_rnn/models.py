@@ -53,6 +53,12 @@ class DilatedRNNClassifier(keras.Model):
             implementation=implementation, name="dilated_rnn")
         self.fused_steps = self.drnn.dilations[0]
         self.output_layer = output_layer(self.n_classes, name="logits")
+        self.supports_masking = True  # it reads the mask; none goes out
+
+    def build(self, input_shape):
+        batch, steps, features = input_shape
+        self.drnn.build((steps, batch, features))  # it runs time-major
+        self.output_layer.build((batch, self.fused_steps * self.drnn.units))
 
     def call(self, inputs, mask=None, training=None):
         sequence = keras.ops.transpose(inputs, (1, 0, 2))
@@ -61,6 +67,9 @@ class DilatedRNNClassifier(keras.Model):
         sequence = self.drnn(sequence, mask=mask, training=training)
         return self.output_layer(
             last_valid_steps(sequence, mask, self.fused_steps))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def get_config(self):
         return {
