@@ -28,7 +28,6 @@ for a short smoke run.
 """
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -162,8 +161,9 @@ def main():
     rng = np.random.RandomState(0)
     batch = (rng.rand(args.batch, args.n_steps, 1).astype("float32"),
              rng.randint(0, 10, size=args.batch))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"# TF {tf.__version__}, Keras {keras.__version__}, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or 'cpu'}); "
+          f"{os.cpu_count()} CPUs, load average {load} at the start; "
           f"{args.layers} layers of {args.hidden}, dilations "
           f"1..{args.dilations[-1]}, batch {args.batch}, T {args.n_steps}, "
           f"median of {args.steps} steps", flush=True)

@@ -9,7 +9,8 @@ sub-sequence `x_j, x_{j+rate}, x_{j+2*rate}, ...`. One ordinary recurrence
 over the dilated sequence then serves all phases side by side.
 
 In time-major layout (`[time, batch, features]`) that interleaving is a free
-reshape, so everything here is time-major; `dilated_recurrence` is the one
+reshape, so everything here is time-major (and the C++ kernels read the
+phases in place, without even the padding); `dilated_recurrence` is the one
 recurrence that `DilatedRNN`, `dRNN`, `multi_dRNN_with_dilations` and
 `drnn_classification` all run.
 """
@@ -27,9 +28,10 @@ _LOG = logging.getLogger(__name__)
 
 IMPLEMENTATIONS = ("auto", "native", "xla", "while", "unrolled", "cell")
 
-# "auto" unrolls loops of at most this many (static) steps. Measured on a
-# 2-core CPU: below this, per-step graph ops are cheaper than an XLA while
-# loop, whose single-threaded code is slower on large batches.
+# Without the C++ kernels, "auto" unrolls loops of at most this many static
+# steps. On 2 CPU cores, unrolled loops of 4 to 49 steps ran the demo's
+# layers 1.2x to 2.4x faster than XLA loops (whose single-threaded code is
+# slow on large batches); 16 keeps the unrolled graphs small.
 UNROLL_MAX_STEPS = 16
 
 
@@ -163,9 +165,9 @@ def resolve_engine(implementation, num_steps, fused, dtype=tf.float32):
 def in_xla_context():
     """Whether the graph being built will be compiled by XLA as a whole.
 
-    Inside `tf.function(jit_compile=True)` (e.g. Keras'
-    `compile(jit_compile=True)`), the C++ kernels cannot run: XLA has no
-    kernel for them.
+    Inside `tf.function(jit_compile=True)` (say, a training step the user
+    compiles with XLA) the C++ kernels cannot run: XLA has no kernel for
+    them.
     """
     try:
         # pylint: disable=import-outside-toplevel

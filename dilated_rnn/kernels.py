@@ -1,29 +1,32 @@
-"""Fused sequence kernels for the TF1 cells, and the loop driver they share.
+"""The recurrences of the TF1 cells over whole sequences, and their gradients.
 
-A dilated layer with dilation ``d`` runs ``ceil(T / d)`` sequential steps on a
-``d``-times larger batch. The kernels here exploit that shape:
+Two implementations of the same maths, both with a hand-written backward pass:
 
-* the input half of every matmul (``x @ W_x + b``) is done by the caller for
-  the whole sequence at once, so a step only does ``h @ W_h`` plus
-  elementwise maths;
-* the backward pass is written by hand. Every step-local quantity it needs
-  (gate activations, ``1 - tanh^2`` ...) is recomputed *for all steps at once*
-  from the stored state sequence, so the reverse loop only carries the
-  gradient of the state through one small matmul per step. Letting TensorFlow
-  differentiate the loop instead pushes every intermediate onto per-step
-  accumulators, which is several times slower, and much slower under XLA;
-* the loops run as XLA-compiled ``while`` loops, as plain ``tf.while_loop``
-  loops, or unrolled in Python (short loops with a static length), see
-  ``run_loop``.
+* `native_sequence`: fused C++ CPU kernels (`dilated_rnn.native`, compiled on
+  first use). One op runs a whole dilated layer: it reads the dilated phases
+  in place, does the input projection, the recurrence and, backwards, all
+  gradients inside the kernel, so nothing of the size of the projected
+  sequence goes through memory. The default on CPU.
+* `fused_sequence`: TensorFlow loops over an already dilated sequence, the
+  portable path (GPU, float16, XLA-compiled callers, no C++ compiler). The
+  input half of every matmul (`x @ W_x + b`) is done by the caller for the
+  whole sequence at once, so a step only does `h @ W_h` plus elementwise
+  maths. The backward pass recomputes every step-local quantity it needs
+  (gate activations, `1 - tanh^2` ...) for all steps at once from the stored
+  states, so the reverse loop only carries the state's gradient through one
+  small matmul per step; letting TensorFlow differentiate the loop instead
+  pushes every intermediate onto per-step accumulators, several times slower
+  (much slower under XLA). The loops run XLA-compiled, as plain
+  `tf.while_loop`s, or unrolled in Python (see `run_loop`).
 
-All tensors are time-major: ``[steps, batch, features]``. The initial state is
+All tensors are time-major: `[steps, batch, features]`. The initial state is
 always zero (as in the TF1 original, which passed no initial state). Masked
-steps keep the previous state; ``mask`` is ``None`` or a boolean
-``[steps, batch]`` tensor.
+steps keep the previous state; `mask` is `None` or a boolean
+`[steps, batch]` tensor.
 
-Each recurrence has the same three pieces: ``step`` (one forward step on
-projected inputs; the cells' ``call`` uses it too, so there is one copy of
-the maths), ``_forward`` (the loop) and ``_backward`` (its gradient).
+Each recurrence has a `*_step` (one forward step on projected inputs; the
+cells' `call` uses it too, so the TensorFlow side has one copy of the maths),
+a `_*_forward` loop and a `_*_backward` loop.
 """
 import functools
 
@@ -34,7 +37,6 @@ from dilated_rnn import native
 # Loop engines. "unrolled" needs a static number of steps; "native" the
 # compiled C++ kernels of dilated_rnn.native.
 ENGINES = ("native", "xla", "while", "unrolled")
-
 
 
 # --------------------------------------------------------------------------

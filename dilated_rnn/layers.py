@@ -20,11 +20,12 @@ class DilatedRNN(keras.layers.Layer):
 
     Give either `hidden_structs` (units per layer, with `cell_type`) or
     `cells` (one Keras RNN cell per layer). The TF1 cells of
-    `dilated_rnn.cells` (what `cell_type` "RNN", "LSTM", "GRU" builds) run a
-    fused kernel: the input projections of the whole sequence in one matmul,
-    a loop over `h @ W_h` and elementwise maths only, and a hand-derived
-    backward pass. Other cells (e.g. `ind_rnn.IndRNNCell`, Keras' own) are
-    stepped through `call`.
+    `dilated_rnn.cells` (what `cell_type` "RNN", "LSTM", "GRU" builds) run
+    fused kernels with a hand-derived backward pass: on CPU, C++ kernels
+    (compiled on first use, see `dilated_rnn.native`) that run a whole layer
+    per op; elsewhere TensorFlow loops (see `dilated_rnn.kernels`). Other
+    cells (e.g. `ind_rnn.IndRNNCell`, Keras' own) are stepped through
+    `call`, in a loop TensorFlow differentiates.
 
     Args:
         hidden_structs: list of positive ints, the units of each layer.
@@ -36,13 +37,16 @@ class DilatedRNN(keras.layers.Layer):
             of the output at each sequence's last valid step.
         time_major: inputs (and mask, and returned sequences) are
             `[time, batch, ...]`.
-        implementation: how fused cells loop over time. "auto" (default):
-            unroll loops of at most `dilation.UNROLL_MAX_STEPS` static steps,
-            XLA-compile longer ones (plain loops if XLA is unavailable);
-            "xla", "while" (plain `tf.while_loop`), "unrolled" (needs a known
-            time length): force one engine; "cell": step every cell through
-            its `call` and let TensorFlow differentiate (slow; supports
-            second derivatives).
+        implementation: how the TF1 cells loop over time. "auto"
+            (default): the C++ kernels for float32/float64 on CPU; otherwise
+            (float16, GPU, inside an XLA-compiled function, no compiler)
+            loops of at most `dilation.UNROLL_MAX_STEPS` static steps are
+            unrolled and longer ones XLA-compiled (plain loops if XLA is
+            unavailable). "native", "xla", "while" (plain `tf.while_loop`),
+            "unrolled" (needs a known time length) force one engine;
+            "cell" steps every cell through its `call` and lets TensorFlow
+            differentiate (slow; the only one with second derivatives).
+            All compute the same numbers.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`...).
 
     Call arguments:
@@ -104,9 +108,10 @@ class DilatedRNN(keras.layers.Layer):
         self.time_major = bool(time_major)
         self.implementation = implementation
         self.supports_masking = True
-        # The layer runs its own (optionally XLA-compiled) loops; XLA over
-        # the whole training step would recompile them as one slower
-        # single-threaded program, so do not ask Keras for it by default.
+        # The layer runs its own kernels and loops. Keras' default
+        # jit_compile="auto" would XLA-compile the whole training step,
+        # where the C++ kernels cannot run and XLA's own loops are slower:
+        # opt out, as Keras' LSTM does for cuDNN.
         self.supports_jit = False
 
     @property
@@ -193,6 +198,16 @@ def last_valid_steps(sequence, mask=None, count=1):
 
     Returns:
         `[batch, count * units]`.
+
+    Example:
+
+    >>> sequence = tf.reshape(tf.range(6.0), [3, 2, 1])  # x[t, b] = 2t + b
+    >>> last_valid_steps(sequence, tf.constant([[True, True],
+    ...                                         [True, True],
+    ...                                         [True, False]]), count=2)
+    <tf.Tensor: shape=(2, 2), dtype=float32, numpy=
+    array([[2., 4.],
+           [1., 3.]], dtype=float32)>
     """
     units = sequence.shape[-1]
     if mask is None:

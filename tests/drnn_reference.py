@@ -54,7 +54,9 @@ def keras_cell_step(cell):
 
 
 def reference_step(cell):
-    """The reference step for one of our cells, by its class name."""
+    """The reference step for one of our TF1 cells, else `keras_cell_step`."""
+    if not type(cell).__module__.startswith("dilated_rnn"):
+        return keras_cell_step(cell)  # e.g. Keras' own GRUCell
     name = type(cell).__name__
     if name == "BasicRNNCell":
         return basic_rnn_step(cell)

@@ -206,6 +206,19 @@ def test_keras_masking_layer_propagates(rng):
                                model(data[1:]).numpy(), atol=1e-6)
 
 
+def test_keras_dropout_cells(rng):
+    cells = [keras.layers.LSTMCell(4, dropout=0.5, recurrent_dropout=0.5),
+             keras.layers.GRUCell(3, dropout=0.5)]
+    layer = DilatedRNN(cells=cells, dilations=[1, 2], return_sequences=True)
+    data = tf.constant(rng.normal(size=(2, 6, 2)), tf.float32)
+    inference = layer(data, training=False)
+    expected = reference.stack_loop(cells, [1, 2], data)
+    np.testing.assert_allclose(inference.numpy(), expected.numpy(), atol=1e-5)
+    dropped = layer(data, training=True)
+    assert np.abs(dropped.numpy() - inference.numpy()).max() > 1e-3
+    assert all(getattr(c, "_dropout_mask", None) is None for c in cells)
+
+
 def test_unknown_time_length(rng):
     inputs = keras.Input((None, 2))
     model = keras.Model(inputs, DilatedRNN([4, 4], [1, 4], "LSTM")(inputs))
