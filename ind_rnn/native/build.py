@@ -71,6 +71,12 @@ def _compile(source, target):
             os.remove(partial)
 
 
+def cache_dir(package, cache_variable):
+    """The cache folder: `$<cache_variable>`, else `~/.cache/<package>`."""
+    return os.environ.get(cache_variable) or os.path.join(os.path.expanduser("~"), ".cache",
+                                                          package)
+
+
 def load_op_library(source, package, switch_variable, cache_variable):
     """Builds (once) and loads the custom-op library of `source`.
 
@@ -86,10 +92,8 @@ def load_op_library(source, package, switch_variable, cache_variable):
     """
     if os.environ.get(switch_variable, "1") == "0":
         return None
-    cache_dir = os.environ.get(cache_variable) or os.path.join(
-        os.path.expanduser("~"), ".cache", package)
     try:
-        target = library_path(source, cache_dir)
+        target = library_path(source, cache_dir(package, cache_variable))
         if not os.path.exists(target):
             _LOG.info("Compiling the %s CPU kernels (once) into %s", package, target)
             _compile(source, target)
