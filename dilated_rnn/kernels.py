@@ -389,7 +389,8 @@ def native_sequence(kind, inputs, input_kernel, bias, kernels, mask=None,
     interleaving copy is made; they do the input projection
     `inputs @ input_kernel + bias` themselves (for "gru", `input_kernel` and
     `bias` hold the gate and the candidate parts side by side) and return all
-    gradients, so no tensor of the size of the projected sequence is stored.
+    gradients. Of the tensors of the projected sequence's size, only the
+    LSTM's and GRU's gate activations are stored, for the backward pass.
 
     Returns:
         The hidden states `[time, batch, units]`: state `t` follows from
@@ -404,13 +405,13 @@ def native_sequence(kind, inputs, input_kernel, bias, kernels, mask=None,
 
     @tf.custom_gradient
     def sequence(inputs, input_kernel, bias, kernel, candidate):
-        hidden, cells = ops.dilated_rnn_forward(
+        hidden, cells, gates = ops.dilated_rnn_forward(
             inputs, input_kernel, bias, kernel, candidate, mask, **attrs)
 
         def grad(d_hidden):
             return tuple(ops.dilated_rnn_backward(
                 inputs, input_kernel, bias, kernel, candidate, mask, hidden,
-                cells, d_hidden, **attrs))
+                cells, gates, d_hidden, **attrs))
 
         return hidden, grad
 

@@ -14,10 +14,11 @@
 // Everything a step needs is done inside the kernel, in cache: the input
 // projection x @ W_x + b, the recurrence, and in the backward pass the input
 // gradient and the weight and bias gradients (accumulated per part, summed in
-// a fixed order, so results do not depend on scheduling). Nothing of size
-// [steps, rows, gates * units] is ever written to memory: on CPU that traffic,
-// not the arithmetic, is what costs. The backward pass recomputes each step's
-// gates from the stored states.
+// a fixed order, so results do not depend on scheduling). Of the tensors of
+// size [time, batch, gates * units] only the gate activations are written
+// (once, by the forward pass, for the backward pass to read instead of
+// recomputing them); the projected inputs and the pre-activation gradients
+// never leave the cache.
 //
 // The maths is that of dilated_rnn/kernels.py; the Python tests compare the
 // two and both against independent references.
@@ -272,21 +273,31 @@ void KeepMasked(const Problem<T>& p, Index t, Index first, Index m,
 //         h' = u h + (1 - u) c
 // A masked step keeps the previous state.
 // ------------------------------------------------------------------------
+// Where a step's gates live: the LSTM's [m, 4H] sigmoids; the GRU's [m, 2H]
+// r, u followed by its [m, H] candidate (a layout private to the two ops,
+// within the step's [m, 3H] block of the gates tensor); the RNN keeps its
+// pre-activation in scratch.
 template <typename T>
-void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T* cells) {
+T* GateBlock(const Problem<T>& p, T* gates, T* scratch, Index t, Index first) {
+  return p.cell == Cell::kRnn ? scratch : p.At(gates, t, first, p.width());
+}
+
+template <typename T>
+void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T* cells,
+                 T* gates) {
   const Index units = p.units, width = p.width();
-  Buffer<T> zeros(tile_rows * units), z(tile_rows * width), candidate(tile_rows * units),
+  Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width),
       reset_prev(tile_rows * units), projected(tile_rows * width);
   for (Index t = 0; t < p.steps; ++t) {
     const Index m = p.TileRows(t, first, tile_rows), n = m * units;
     if (m == 0) continue;
     const T* h_prev = t == 0 ? zeros.get() : p.At(hidden, t - 1, first, units);
     T* h = p.At(hidden, t, first, units);
-    StepGates(p, t, first, m, h_prev, z.get(), candidate.get(), reset_prev.get(),
-              projected.get());
-    const T* g = z.get();
+    T* g = GateBlock(p, gates, scratch.get(), t, first);
+    T* candidate = g + m * 2 * units;  // GRU
+    StepGates(p, t, first, m, h_prev, g, candidate, reset_prev.get(), projected.get());
     if (p.cell == Cell::kRnn) {
-      Vec<T>(h, n) = Vec<T>(z.get(), n).tanh();
+      Vec<T>(h, n) = Vec<T>(g, n).tanh();
     } else if (p.cell == Cell::kLstm) {
       const T* c_prev = t == 0 ? zeros.get() : p.At(cells, t - 1, first, units);
       T* c = p.At(cells, t, first, units);
@@ -304,7 +315,7 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k) {
           const T u = g[i * 2 * units + units + k];
-          h[i * units + k] = u * h_prev[i * units + k] + (T(1) - u) * candidate.get()[i * units + k];
+          h[i * units + k] = u * h_prev[i * units + k] + (T(1) - u) * candidate[i * units + k];
         }
     }
     KeepMasked(p, t, first, m, h_prev, h);
@@ -346,12 +357,11 @@ struct Gradients {
 // ------------------------------------------------------------------------
 template <typename T>
 void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hidden,
-                  const T* cells, const T* grad_hidden, T* grad_inputs,
+                  const T* cells, const T* gates, const T* grad_hidden, T* grad_inputs,
                   Gradients<T>* grads) {
   const Index units = p.units, width = p.width(), size = tile_rows * units;
-  Buffer<T> zeros(size), z(tile_rows * width), candidate(size), reset_prev(size),
-      projected(tile_rows * width), d_pre(tile_rows * width), carry_h(size), carry_c(size),
-      kept_c(size), grad(size), tanh_c(size), d_reset(size),
+  Buffer<T> zeros(size), reset_prev(size), d_pre(tile_rows * width), carry_h(size),
+      carry_c(size), kept_c(size), grad(size), tanh_c(size), d_reset(size),
       back(tile_rows * (units + p.depth));
   const Index recurrent_width = RecurrentGates(p.cell) * units;
   for (Index t = p.steps - 1, done = 0; t >= 0; --t, ++done) {
@@ -359,14 +369,16 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
     const Index m = p.TileRows(t, first, tile_rows), n = m * units;
     if (m == 0) continue;
     const T* h_prev = t == 0 ? zeros.get() : p.At(hidden, t - 1, first, units);
-    // The RNN's derivative is read off its output; the others recompute.
-    if (p.cell != Cell::kRnn)
-      StepGates(p, t, first, m, h_prev, z.get(), candidate.get(), reset_prev.get(),
-                projected.get());
+    // The RNN's derivative is read off its output, the others' gates off the
+    // forward pass's gates.
+    const T* zt = p.cell == Cell::kRnn ? nullptr : p.At(gates, t, first, width);
+    if (p.cell == Cell::kGru)
+      for (Index i = 0; i < m; ++i)
+        for (Index k = 0; k < units; ++k)
+          reset_prev.get()[i * units + k] = zt[i * 2 * units + k] * h_prev[i * units + k];
     Vec<T>(grad.get(), n) =
         Vec<T>(carry_h.get(), n) + ConstVec<T>(p.At(grad_hidden, t, first, units), n);
     const T* g = grad.get();
-    const T* zt = z.get();
     T* d = d_pre.get();
     if (p.cell == Cell::kRnn) {
       const T* h = p.At(hidden, t, first, units);
@@ -395,7 +407,7 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
           if (!p.Valid(t, first + i))
             std::copy(kept_c.get() + i * units, kept_c.get() + (i + 1) * units, cc + i * units);
     } else {
-      const T* c = candidate.get();
+      const T* c = zt + m * 2 * units;
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k) {
           const Index s = i * units + k;
@@ -578,16 +590,24 @@ class ForwardOp : public OpKernel, Attributes {
     ReadProblem(context, cell_, has_mask_, forget_bias_, rate_, &p);
     if (!context->status().ok()) return;
     const TensorShape states_shape({p.time, p.batch, p.units});
-    Tensor *hidden = nullptr, *cells = nullptr;
+    Tensor *hidden = nullptr, *cells = nullptr, *gates = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, states_shape, &hidden));
     OP_REQUIRES_OK(context,
                    context->allocate_output(
                        1, cell_ == Cell::kLstm ? states_shape : TensorShape({0}), &cells));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                2,
+                                cell_ == Cell::kRnn ? TensorShape({0})
+                                                    : TensorShape({p.time, p.batch, p.width()}),
+                                &gates));
     T* hidden_data = hidden->flat<T>().data();
     T* cells_data = cells->flat<T>().data();
+    T* gates_data = gates->flat<T>().data();
     RunParts(context, p.rows, NumParts(context, p.rows),
              p.steps * p.width() * (p.depth + p.units + 10),
-             [&](Index, Index first, Index m) { ForwardTile(p, first, m, hidden_data, cells_data); });
+             [&](Index, Index first, Index m) {
+               ForwardTile(p, first, m, hidden_data, cells_data, gates_data);
+             });
   }
 };
 
@@ -602,12 +622,16 @@ class BackwardOp : public OpKernel, Attributes {
     if (!context->status().ok()) return;
     const Tensor& hidden = context->input(6);
     const Tensor& cells = context->input(7);
-    const Tensor& grad_hidden = context->input(8);
+    const Tensor& gates = context->input(8);
+    const Tensor& grad_hidden = context->input(9);
     const TensorShape states_shape({p.time, p.batch, p.units});
     OP_REQUIRES(context,
                 hidden.shape() == states_shape && grad_hidden.shape() == states_shape &&
-                    (cell_ != Cell::kLstm || cells.shape() == states_shape),
-                absl::InvalidArgumentError("state sequences must be [time, batch, units]"));
+                    (cell_ != Cell::kLstm || cells.shape() == states_shape) &&
+                    (cell_ == Cell::kRnn ||
+                     gates.shape() == TensorShape({p.time, p.batch, p.width()})),
+                absl::InvalidArgumentError(
+                    "hidden, cells, gates must be the forward op's outputs"));
     Tensor* outputs[5];
     const TensorShape shapes[5] = {
         context->input(0).shape(), context->input(1).shape(), context->input(2).shape(),
@@ -620,12 +644,13 @@ class BackwardOp : public OpKernel, Attributes {
     std::vector<Gradients<T>> grads(parts, Gradients<T>(p));
     const T* hidden_data = hidden.flat<T>().data();
     const T* cells_data = cell_ == Cell::kLstm ? cells.flat<T>().data() : nullptr;
+    const T* gates_data = cell_ == Cell::kRnn ? nullptr : gates.flat<T>().data();
     const T* grad_data = grad_hidden.flat<T>().data();
     T* grad_inputs = outputs[0]->flat<T>().data();
     RunParts(context, p.rows, parts, p.steps * p.width() * (3 * (p.depth + p.units) + 20),
              [&](Index part, Index first, Index m) {
-               BackwardTile(p, first, m, hidden_data, cells_data, grad_data, grad_inputs,
-                            &grads[part]);
+               BackwardTile(p, first, m, hidden_data, cells_data, gates_data, grad_data,
+                            grad_inputs, &grads[part]);
              });
 
     // Sum the parts in order, then unpad into the outputs.
@@ -667,12 +692,14 @@ REGISTER_OP("DilatedRnnForward")
     .Input("mask: bool")           // [time, batch], or [0]
     .Output("hidden: T")           // [time, batch, units]
     .Output("cells: T")            // LSTM: [time, batch, units]; else [0]
+    .Output("gates: T")            // LSTM, GRU: [time, batch, gates * units]
+                                   // (for the backward op); RNN: [0]
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
       auto inputs = c->input(0);
       auto kernel = c->input(3);
-      if (!c->RankKnown(inputs) || !c->RankKnown(kernel)) {
-        c->set_output(0, c->UnknownShape());
-        c->set_output(1, c->UnknownShape());
+      auto input_kernel = c->input(1);
+      if (!c->RankKnown(inputs) || !c->RankKnown(kernel) || !c->RankKnown(input_kernel)) {
+        for (int k = 0; k < 3; ++k) c->set_output(k, c->UnknownShape());
         return absl::OkStatus();
       }
       auto states = c->MakeShape({c->Dim(inputs, 0), c->Dim(inputs, 1), c->Dim(kernel, 0)});
@@ -680,6 +707,9 @@ REGISTER_OP("DilatedRnnForward")
       TF_RETURN_IF_ERROR(c->GetAttr("cell", &cell));
       c->set_output(0, states);
       c->set_output(1, cell == "lstm" ? states : c->MakeShape({0}));
+      c->set_output(2, cell == "rnn" ? c->MakeShape({0})
+                                     : c->MakeShape({c->Dim(inputs, 0), c->Dim(inputs, 1),
+                                                     c->Dim(input_kernel, 1)}));
       return absl::OkStatus();
     });
 
@@ -695,8 +725,9 @@ REGISTER_OP("DilatedRnnBackward")
     .Input("kernel: T")
     .Input("candidate_kernel: T")
     .Input("mask: bool")
-    .Input("hidden: T")                 // forward outputs
+    .Input("hidden: T")                 // the forward op's outputs
     .Input("cells: T")
+    .Input("gates: T")
     .Input("grad_hidden: T")            // [time, batch, units]
     .Output("grad_inputs: T")
     .Output("grad_input_kernel: T")
