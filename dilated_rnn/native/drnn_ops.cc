@@ -7,7 +7,7 @@
 // i*r, whose rows are (phase, batch) pairs in phase-major order. Every row is
 // an independent recurrence; in the last dilated step only the rows whose
 // time exists are computed, so no padding is ever stored. Rows are
-// cut into tiles of at most kTileRows, tiles into a few contiguous parts, and
+// cut into tiles (SplitRows), tiles into a few contiguous parts, and
 // the parts run on TensorFlow's CPU thread pool; a tile runs its whole time
 // loop with its state in cache.
 //
@@ -43,8 +43,12 @@ using tensorflow::Tensor;
 using tensorflow::TensorShape;
 using Index = int64_t;
 
-// Rows per tile: a tile's state and gates stay in L1/L2 across its steps.
+// Rows per tile, at most: a tile's state and gates stay in L1/L2 across its
+// steps. Smaller sequences get smaller tiles (at least kMinTileRows), so that
+// there are several tiles per thread to balance a busy machine.
 constexpr Index kTileRows = 64;
+constexpr Index kMinTileRows = 16;
+constexpr Index kTilesPerThread = 4;
 // Float sums of weight gradients are flushed into double totals this often.
 constexpr Index kFlushSteps = 16;
 // The products' register tile: one 64-byte vector of columns (GCC vector
@@ -99,13 +103,16 @@ struct Strided {  // rows of a row-major matrix: element (i, j) at p[i * stride 
 };
 
 // out[i, :n] = (out[i, :n] if accumulate) + init[i, :n] + a[i, :k] @ b[:k, :n]
-// for i < m. `init` may be null; its stride may be 0 (a bias row).
+//              (+ a2[i, :k2] @ b2[:k2, :n] if b2 is given)
+// for i < m. `init` may be null; its stride may be 0 (a bias row). The
+// second product shares the registers: x W_x + h U in one pass.
 template <typename T>
 void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
-             Index out_stride, Index m, bool accumulate) {
+             Index out_stride, Index m, bool accumulate,
+             Strided<T> a2 = {nullptr, 0}, const Packed<T>* b2 = nullptr) {
   typedef T Vector __attribute__((vector_size(kVectorBytes)));
   constexpr Index lanes = Lanes<T>();
-  const Index k = b.rows, n = b.cols;
+  const Index k = b.rows, n = b.cols, k2 = b2 == nullptr ? 0 : b2->rows;
   auto finish = [&](Vector acc, Index i, Index c, Index width) {
     T* o = out + i * out_stride + c;
     const T* start = init.p == nullptr ? nullptr : init.p + i * init.stride + c;
@@ -135,6 +142,11 @@ void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
         std::memcpy(&column, b.data.data() + p * b.stride + c, sizeof(column));
         for (Index r = 0; r < kBlock; ++r) acc[r] += a.p[(i + r) * a.stride + p] * column;
       }
+      for (Index p = 0; p < k2; ++p) {
+        Vector column;
+        std::memcpy(&column, b2->data.data() + p * b2->stride + c, sizeof(column));
+        for (Index r = 0; r < kBlock; ++r) acc[r] += a2.p[(i + r) * a2.stride + p] * column;
+      }
       for (Index r = 0; r < kBlock; ++r) finish(acc[r], i + r, c, width);
     }
     for (; i < m; ++i) {
@@ -143,6 +155,11 @@ void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
         Vector column;
         std::memcpy(&column, b.data.data() + p * b.stride + c, sizeof(column));
         acc += a.p[i * a.stride + p] * column;
+      }
+      for (Index p = 0; p < k2; ++p) {
+        Vector column;
+        std::memcpy(&column, b2->data.data() + p * b2->stride + c, sizeof(column));
+        acc += a2.p[i * a2.stride + p] * column;
       }
       finish(acc, i, c, width);
     }
@@ -239,8 +256,7 @@ void StepGates(const Problem<T>& p, Index t, Index first, Index m, const T* h_pr
   const Strided<T> h{h_prev, units};
   const Strided<T> bias{p.bias.data(), 0};
   if (p.cell != Cell::kGru) {
-    Product(x, p.input_kernel, bias, z, width, m, false);
-    Product(h, p.recurrent, Strided<T>{nullptr, 0}, z, width, m, true);
+    Product(x, p.input_kernel, bias, z, width, m, false, h, &p.recurrent);
     if (p.cell == Cell::kLstm) Vec<T>(z, m * width) = Vec<T>(z, m * width).logistic();
     return;
   }
@@ -273,28 +289,23 @@ void KeepMasked(const Problem<T>& p, Index t, Index first, Index m,
 //         h' = u h + (1 - u) c
 // A masked step keeps the previous state.
 // ------------------------------------------------------------------------
-// Where a step's gates live: the LSTM's [m, 4H] sigmoids; the GRU's [m, 2H]
-// r, u followed by its [m, H] candidate (a layout private to the two ops,
-// within the step's [m, 3H] block of the gates tensor); the RNN keeps its
-// pre-activation in scratch.
-template <typename T>
-T* GateBlock(const Problem<T>& p, T* gates, T* scratch, Index t, Index first) {
-  return p.cell == Cell::kRnn ? scratch : p.At(gates, t, first, p.width());
-}
-
+// The gates tensor, [time, batch, gates * units], holds per row the LSTM's
+// four sigmoids (as StepGates leaves them) or the GRU's r, u and candidate;
+// the RNN has none (its derivative is read off its output).
 template <typename T>
 void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T* cells,
                  T* gates) {
   const Index units = p.units, width = p.width();
-  Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width),
+  Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width), candidate_buffer(tile_rows * units),
       reset_prev(tile_rows * units), projected(tile_rows * width);
   for (Index t = 0; t < p.steps; ++t) {
     const Index m = p.TileRows(t, first, tile_rows), n = m * units;
     if (m == 0) continue;
     const T* h_prev = t == 0 ? zeros.get() : p.At(hidden, t - 1, first, units);
     T* h = p.At(hidden, t, first, units);
-    T* g = GateBlock(p, gates, scratch.get(), t, first);
-    T* candidate = g + m * 2 * units;  // GRU
+    // The LSTM computes its gates straight into the gates tensor.
+    T* g = p.cell == Cell::kLstm ? p.At(gates, t, first, width) : scratch.get();
+    T* candidate = candidate_buffer.get();
     StepGates(p, t, first, m, h_prev, g, candidate, reset_prev.get(), projected.get());
     if (p.cell == Cell::kRnn) {
       Vec<T>(h, n) = Vec<T>(g, n).tanh();
@@ -317,6 +328,12 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
           const T u = g[i * 2 * units + units + k];
           h[i * units + k] = u * h_prev[i * units + k] + (T(1) - u) * candidate[i * units + k];
         }
+      T* stored = p.At(gates, t, first, width);  // rows of [r, u, candidate]
+      for (Index i = 0; i < m; ++i) {
+        for (Index k = 0; k < 2 * units; ++k) stored[i * width + k] = g[i * 2 * units + k];
+        for (Index k = 0; k < units; ++k)
+          stored[i * width + 2 * units + k] = candidate[i * units + k];
+      }
     }
     KeepMasked(p, t, first, m, h_prev, h);
   }
@@ -375,7 +392,7 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
     if (p.cell == Cell::kGru)
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k)
-          reset_prev.get()[i * units + k] = zt[i * 2 * units + k] * h_prev[i * units + k];
+          reset_prev.get()[i * units + k] = zt[i * width + k] * h_prev[i * units + k];
     Vec<T>(grad.get(), n) =
         Vec<T>(carry_h.get(), n) + ConstVec<T>(p.At(grad_hidden, t, first, units), n);
     const T* g = grad.get();
@@ -407,21 +424,21 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
           if (!p.Valid(t, first + i))
             std::copy(kept_c.get() + i * units, kept_c.get() + (i + 1) * units, cc + i * units);
     } else {
-      const T* c = zt + m * 2 * units;
+      const T* c = zt + 2 * units;  // row stride: width
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k) {
           const Index s = i * units + k;
-          const T u = zt[i * 2 * units + units + k];
-          d[i * width + 2 * units + k] = g[s] * (T(1) - u) * (T(1) - c[s] * c[s]);
+          const T u = zt[i * width + units + k], cs = c[i * width + k];
+          d[i * width + 2 * units + k] = g[s] * (T(1) - u) * (T(1) - cs * cs);
         }
       Product(Strided<T>{d + 2 * units, width}, p.candidate_t, Strided<T>{nullptr, 0},
               d_reset.get(), units, m, false);
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k) {
           const Index s = i * units + k;
-          const T r = zt[i * 2 * units + k], u = zt[i * 2 * units + units + k];
+          const T r = zt[i * width + k], u = zt[i * width + units + k];
           d[i * width + k] = d_reset.get()[s] * h_prev[s] * r * (T(1) - r);
-          d[i * width + units + k] = g[s] * (h_prev[s] - c[s]) * u * (T(1) - u);
+          d[i * width + units + k] = g[s] * (h_prev[s] - c[i * width + k]) * u * (T(1) - u);
         }
     }
     // Masked steps contribute nothing but pass dL/dh through.
@@ -440,8 +457,7 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
         const Index s = i * units + k;
         ch[s] = bk[i * back_width + k];
         if (p.cell == Cell::kGru)  // h' = u h + ..., and r h feeds the candidate
-          ch[s] += g[s] * zt[i * 2 * units + units + k] +
-                   d_reset.get()[s] * zt[i * 2 * units + k];
+          ch[s] += g[s] * zt[i * width + units + k] + d_reset.get()[s] * zt[i * width + k];
       }
       for (Index k = 0; k < p.depth; ++k) dx[i * p.depth + k] = bk[i * back_width + units + k];
     }
@@ -536,30 +552,37 @@ void ReadProblem(OpKernelContext* context, Cell cell, bool has_mask, float forge
   }
 }
 
-// Splits the rows into tiles and the tiles into `parts` contiguous ranges,
-// and runs `work(part, first_row, rows)` for every tile on the thread pool;
-// a part's tiles run in order on one thread.
-template <typename Work>
-void RunParts(OpKernelContext* context, Index rows, Index parts, Index cost_per_row,
-              Work work) {
-  const Index tiles = (rows + kTileRows - 1) / kTileRows;
-  auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
-  tensorflow::Shard(workers->NumThreads(), workers, parts,
-                    cost_per_row * rows / std::max<Index>(parts, 1),
-                    [&](int64_t begin, int64_t end) {
-                      for (Index part = begin; part < end; ++part)
-                        for (Index tile = tiles * part / parts; tile < tiles * (part + 1) / parts;
-                             ++tile) {
-                          const Index first = tile * kTileRows;
-                          work(part, first, std::min(kTileRows, rows - first));
-                        }
-                    });
+// How the rows are cut: tiles of `tile_rows`, grouped into `parts`
+// contiguous ranges (a part's tiles run in order on one thread, with their
+// own weight-gradient sums).
+struct Split {
+  Index tile_rows, tiles, parts;
+};
+
+Split SplitRows(OpKernelContext* context, Index rows) {
+  const Index threads = context->device()->tensorflow_cpu_worker_threads()->num_threads;
+  const Index wanted = std::max<Index>(1, kTilesPerThread * threads);
+  Index tile_rows = (rows + wanted - 1) / wanted;
+  tile_rows = std::min(kTileRows, std::max(kMinTileRows, (tile_rows + 7) / 8 * 8));
+  const Index tiles = (rows + tile_rows - 1) / tile_rows;
+  return {tile_rows, tiles, std::max<Index>(1, std::min(tiles, wanted))};
 }
 
-Index NumParts(OpKernelContext* context, Index rows) {
-  const Index tiles = (rows + kTileRows - 1) / kTileRows;
-  const Index threads = context->device()->tensorflow_cpu_worker_threads()->num_threads;
-  return std::max<Index>(1, std::min<Index>(tiles, 2 * threads));
+// Runs `work(part, first_row, rows)` for every tile on the CPU thread pool;
+// `cost_per_row` is a rough count of flops for the sharder.
+template <typename Work>
+void RunParts(OpKernelContext* context, Index rows, const Split& split, Index cost_per_row,
+              Work work) {
+  auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
+  tensorflow::Shard(workers->NumThreads(), workers, split.parts,
+                    cost_per_row * rows / split.parts, [&](int64_t begin, int64_t end) {
+                      for (Index part = begin; part < end; ++part)
+                        for (Index tile = split.tiles * part / split.parts;
+                             tile < split.tiles * (part + 1) / split.parts; ++tile) {
+                          const Index first = tile * split.tile_rows;
+                          work(part, first, std::min(split.tile_rows, rows - first));
+                        }
+                    });
 }
 
 class Attributes {
@@ -603,7 +626,7 @@ class ForwardOp : public OpKernel, Attributes {
     T* hidden_data = hidden->flat<T>().data();
     T* cells_data = cells->flat<T>().data();
     T* gates_data = gates->flat<T>().data();
-    RunParts(context, p.rows, NumParts(context, p.rows),
+    RunParts(context, p.rows, SplitRows(context, p.rows),
              p.steps * p.width() * (p.depth + p.units + 10),
              [&](Index, Index first, Index m) {
                ForwardTile(p, first, m, hidden_data, cells_data, gates_data);
@@ -640,14 +663,14 @@ class BackwardOp : public OpKernel, Attributes {
     for (int k = 0; k < 5; ++k)
       OP_REQUIRES_OK(context, context->allocate_output(k, shapes[k], &outputs[k]));
 
-    const Index parts = NumParts(context, p.rows);
-    std::vector<Gradients<T>> grads(parts, Gradients<T>(p));
+    const Split split = SplitRows(context, p.rows);
+    std::vector<Gradients<T>> grads(split.parts, Gradients<T>(p));
     const T* hidden_data = hidden.flat<T>().data();
     const T* cells_data = cell_ == Cell::kLstm ? cells.flat<T>().data() : nullptr;
     const T* gates_data = cell_ == Cell::kRnn ? nullptr : gates.flat<T>().data();
     const T* grad_data = grad_hidden.flat<T>().data();
     T* grad_inputs = outputs[0]->flat<T>().data();
-    RunParts(context, p.rows, parts, p.steps * p.width() * (3 * (p.depth + p.units) + 20),
+    RunParts(context, p.rows, split, p.steps * p.width() * (3 * (p.depth + p.units) + 20),
              [&](Index part, Index first, Index m) {
                BackwardTile(p, first, m, hidden_data, cells_data, gates_data, grad_data,
                             grad_inputs, &grads[part]);
