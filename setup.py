@@ -24,8 +24,9 @@ setuptools.setup(
         "absl-py",
     ],
     extras_require={
-        # Examples: MNIST through TFDS, the offline 8x8 digits, plots.
-        "examples": ["tensorflow-datasets", "scikit-learn", "matplotlib"],
+        # Examples: MNIST through TFDS, the offline 8x8 digits, plots, and
+        # TensorBoard to view the logs they write (TF no longer installs it).
+        "examples": ["tensorflow-datasets", "scikit-learn", "matplotlib", "tensorboard"],
         # The TF1 graph-mode path (tf.compat.v1 + Keras 2 cells).
         "legacy": ["tf-keras"],
         "test": ["pytest", "tensorflow-datasets", "scikit-learn",
