@@ -9,7 +9,14 @@ times, from a fresh model:
   `train_on_batch` (tracing, XLA compilation, the step itself);
 * "step": the median of the next `--steps` `train_on_batch` calls, the
   models' steps interleaved (naive, ours, naive, ours, ...) so that the
-  machine's load weighs on all of them alike.
+  machine's load weighs on all of them alike;
+* "CPU s/step": the median CPU time of those steps, all threads together.
+  On a machine that other work keeps busy, wall-time ratios depend on how
+  the scheduler shares the cores (this library's kernels keep both cores
+  busy and suffer most); CPU-time ratios measure the work itself and do not
+  count the parallelism, so they are the conservative figure.
+
+The speed-ups are against the faster naive configuration.
 
 Models:
 
@@ -121,15 +128,21 @@ def first_step(build, jit_compile, cell_type, args, batch):
 
 
 def step_times(models, batch, steps):
-    """Median step time per model, the models' steps interleaved so that
-    a change in the machine's load hits them all alike."""
-    times = {name: [] for name in models}
+    """Median wall and CPU time of a step per model, the models' steps
+    interleaved so that a change in the machine's load hits them all alike."""
+    times = {name: ([], []) for name in models}
+    # One untimed round first: a model retraces once after its first step
+    # built it, or after set_random_seed for the next model changed the seed.
+    for model in models.values():
+        model.train_on_batch(*batch)
     for _ in range(steps):
         for name, model in models.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             model.train_on_batch(*batch)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+            times[name][0].append(time.perf_counter() - wall)
+            times[name][1].append(time.process_time() - cpu)
+    return {name: (statistics.median(w), statistics.median(c))
+            for name, (w, c) in times.items()}
 
 
 def main():
@@ -167,8 +180,9 @@ def main():
           f"{args.layers} layers of {args.hidden}, dilations "
           f"1..{args.dilations[-1]}, batch {args.batch}, T {args.n_steps}, "
           f"median of {args.steps} steps", flush=True)
-    print("| cell | model | params | first step (s) | step (s) | speed-up |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| cell | model | params | first step (s) | step (s) | speed-up "
+          "| CPU s/step | CPU speed-up |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for cell_type in args.cells:
         models, firsts = {}, {}
         for name in args.models:
@@ -177,12 +191,13 @@ def main():
                                                     cell_type, args, batch)
         steps = step_times(models, batch, args.steps)
         naive = [steps[n] for n in steps if n.startswith("naive")]
-        baseline = min(naive) if naive else None
         for name, model in models.items():
-            ratio = "" if baseline is None else f"{baseline / steps[name]:.1f}x"
+            wall, cpu = steps[name]
+            ratios = [f"{min(n[k] for n in naive) / steps[name][k]:.1f}x"
+                      if naive else "" for k in (0, 1)]
             print(f"| {cell_type} | {name} | {model.count_params():,} | "
-                  f"{firsts[name]:.1f} | {steps[name]:.3f} | {ratio} |",
-                  flush=True)
+                  f"{firsts[name]:.1f} | {wall:.3f} | {ratios[0]} | "
+                  f"{cpu:.3f} | {ratios[1]} |", flush=True)
         keras.backend.clear_session()
 
 
