@@ -87,7 +87,6 @@ def test_drnn_refuses_other_inputs():
 def test_multi_drnn_matches_the_plain_loop_and_names_layers_uniquely(rng):
     steps = _steps(rng, 9)
     cells = _contruct_cells([3, 4, 2], "LSTM")
-    inputs = keras.Input((2,))
     symbolic = [keras.Input((2,), name=f"step_{t}") for t in range(9)]
     model_out = multi_dRNN_with_dilations(cells, symbolic, [2, 2, 4])
     model = keras.Model(symbolic, model_out[-1])
@@ -99,7 +98,6 @@ def test_multi_drnn_matches_the_plain_loop_and_names_layers_uniquely(rng):
     expected = reference.stack_loop(cells, [2, 2, 4], tf.stack(steps, 1))
     np.testing.assert_allclose(model(steps).numpy(), expected[:, -1].numpy(),
                                atol=1e-5)
-    del inputs
 
 
 def test_multi_drnn_tensor_form_and_length_check(rng):

@@ -103,16 +103,13 @@ struct Strided {  // rows of a row-major matrix: element (i, j) at p[i * stride 
 };
 
 // out[i, :n] = (out[i, :n] if accumulate) + init[i, :n] + a[i, :k] @ b[:k, :n]
-//              (+ a2[i, :k2] @ b2[:k2, :n] if b2 is given)
-// for i < m. `init` may be null; its stride may be 0 (a bias row). The
-// second product shares the registers: x W_x + h U in one pass.
+// for i < m. `init` may be null; its stride may be 0 (a bias row).
 template <typename T>
 void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
-             Index out_stride, Index m, bool accumulate,
-             Strided<T> a2 = {nullptr, 0}, const Packed<T>* b2 = nullptr) {
+             Index out_stride, Index m, bool accumulate) {
   typedef T Vector __attribute__((vector_size(kVectorBytes)));
   constexpr Index lanes = Lanes<T>();
-  const Index k = b.rows, n = b.cols, k2 = b2 == nullptr ? 0 : b2->rows;
+  const Index k = b.rows, n = b.cols;
   auto finish = [&](Vector acc, Index i, Index c, Index width) {
     T* o = out + i * out_stride + c;
     const T* start = init.p == nullptr ? nullptr : init.p + i * init.stride + c;
@@ -142,11 +139,6 @@ void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
         std::memcpy(&column, b.data.data() + p * b.stride + c, sizeof(column));
         for (Index r = 0; r < kBlock; ++r) acc[r] += a.p[(i + r) * a.stride + p] * column;
       }
-      for (Index p = 0; p < k2; ++p) {
-        Vector column;
-        std::memcpy(&column, b2->data.data() + p * b2->stride + c, sizeof(column));
-        for (Index r = 0; r < kBlock; ++r) acc[r] += a2.p[(i + r) * a2.stride + p] * column;
-      }
       for (Index r = 0; r < kBlock; ++r) finish(acc[r], i + r, c, width);
     }
     for (; i < m; ++i) {
@@ -155,11 +147,6 @@ void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
         Vector column;
         std::memcpy(&column, b.data.data() + p * b.stride + c, sizeof(column));
         acc += a.p[i * a.stride + p] * column;
-      }
-      for (Index p = 0; p < k2; ++p) {
-        Vector column;
-        std::memcpy(&column, b2->data.data() + p * b2->stride + c, sizeof(column));
-        acc += a2.p[i * a2.stride + p] * column;
       }
       finish(acc, i, c, width);
     }
@@ -224,6 +211,7 @@ struct Problem {
   const T* inputs = nullptr;  // [time, batch, depth]
   const bool* mask = nullptr;  // [time, batch], or null
   Packed<T> input_kernel, recurrent, candidate;           // forward
+  Packed<T> stacked;  // RNN, LSTM: [W_x; U], [D + H, G * H], for [x, h] rows
   // Backward: [U^T | W_x^T] side by side, [G*H, H + D] (U^T zero in the
   // GRU candidate's rows), so that one product gives dL/dh_prev and dL/dx;
   // and U_c^T.
@@ -248,15 +236,23 @@ struct Problem {
 // the previous state. RNN: z = pre-activation. LSTM: z = the four sigmoids
 // (see Problem). GRU: z = [r, u] sigmoids, candidate = tanh(...),
 // reset_prev = r * h_prev.
+// `projected` is scratch of [m, max(D + H, G * H)].
 template <typename T>
 void StepGates(const Problem<T>& p, Index t, Index first, Index m, const T* h_prev,
                T* z, T* candidate, T* reset_prev, T* projected) {
   const Index units = p.units, width = p.width();
-  const Strided<T> x{p.At(p.inputs, t, first, p.depth), p.depth};
+  const T* x_rows = p.At(p.inputs, t, first, p.depth);
+  const Strided<T> x{x_rows, p.depth};
   const Strided<T> h{h_prev, units};
   const Strided<T> bias{p.bias.data(), 0};
   if (p.cell != Cell::kGru) {
-    Product(x, p.input_kernel, bias, z, width, m, false, h, &p.recurrent);
+    // [x, h] @ [W_x; U]: one product, as TF1 did, accumulated in registers.
+    const Index joint = p.depth + units;
+    for (Index i = 0; i < m; ++i) {
+      for (Index k = 0; k < p.depth; ++k) projected[i * joint + k] = x_rows[i * p.depth + k];
+      for (Index k = 0; k < units; ++k) projected[i * joint + p.depth + k] = h_prev[i * units + k];
+    }
+    Product(Strided<T>{projected, joint}, p.stacked, bias, z, width, m, false);
     if (p.cell == Cell::kLstm) Vec<T>(z, m * width) = Vec<T>(z, m * width).logistic();
     return;
   }
@@ -296,8 +292,9 @@ template <typename T>
 void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T* cells,
                  T* gates) {
   const Index units = p.units, width = p.width();
-  Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width), candidate_buffer(tile_rows * units),
-      reset_prev(tile_rows * units), projected(tile_rows * width);
+  Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width),
+      candidate_buffer(tile_rows * units), reset_prev(tile_rows * units),
+      projected(tile_rows * std::max(width, p.depth + units));
   for (Index t = 0; t < p.steps; ++t) {
     const Index m = p.TileRows(t, first, tile_rows), n = m * units;
     if (m == 0) continue;
@@ -534,6 +531,13 @@ void ReadProblem(OpKernelContext* context, Cell cell, bool has_mask, float forge
       p->recurrent.at(a, b) = scale(b) * u[a * recurrent_width + b];
       p->transposed.at(b, a) = u[a * recurrent_width + b];
     }
+  if (cell != Cell::kGru) {
+    p->stacked.Reset(p->depth + units, width);
+    for (Index a = 0; a < p->depth + units; ++a)
+      for (Index b = 0; b < width; ++b)
+        p->stacked.at(a, b) = a < p->depth ? p->input_kernel.at(a, b)
+                                           : p->recurrent.at(a - p->depth, b);
+  }
   if (cell == Cell::kGru) {
     const T* c = candidate.flat<T>().data();
     p->candidate.Reset(units, units);
