@@ -29,7 +29,7 @@ Models:
 * `DilatedRNNClassifier`: this library's Keras model (default settings).
 * `drnn_classification`: the TF1-named function on a `keras.Input`.
 
-Run `python benchmarks/drnn_speed.py` (about 5 minutes on 2 cores);
+Run `python benchmarks/drnn_speed.py` (about 4 minutes on 2 cores);
 `--steps 20` for steadier medians, `--cells GRU` for one cell type, `--quick`
 for a short smoke run.
 """
