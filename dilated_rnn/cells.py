@@ -32,6 +32,7 @@ class _TF1Cell(keras.layers.Layer):
     """Shared plumbing of the TF1 cells: arguments, state, fused kernel."""
 
     _fused_kind = None  # set by subclasses: a key of kernels._RECURRENCES
+    _gates = 1  # kernel columns per unit (BasicRNNCell 1, BasicLSTMCell 4)
 
     def __init__(self, num_units, activation=None, kernel_initializer=None,
                  bias_initializer=None, **kwargs):
@@ -47,6 +48,25 @@ class _TF1Cell(keras.layers.Layer):
     @property
     def output_size(self):
         return self.num_units
+
+    @property
+    def state_size(self):
+        return self.num_units
+
+    def build(self, input_shape):
+        # TF1's single-kernel layout: `kernel` [in + H, gates * H], `bias`.
+        self._input_depth = self._check_input_shape(input_shape)
+        width = self._gates * self.num_units
+        self.kernel = self._add_kernel("kernel", self._input_depth, width)
+        self.bias = self._add_bias("bias", width, "zeros")
+
+    def _input_weights(self):
+        """(W_x, b): the rows of the kernel that multiply the input."""
+        return self.kernel[:self._input_depth], self.bias
+
+    def _recurrent_kernels(self):
+        """The rows of the kernel(s) that multiply the state."""
+        return (self.kernel[self._input_depth:],)
 
     @property
     def supports_fused_sequence(self):
@@ -167,22 +187,6 @@ class BasicRNNCell(_TF1Cell):
 
     _fused_kind = "rnn"
 
-    @property
-    def state_size(self):
-        return self.num_units
-
-    def build(self, input_shape):
-        input_depth = self._check_input_shape(input_shape)
-        self.kernel = self._add_kernel("kernel", input_depth, self.num_units)
-        self.bias = self._add_bias("bias", self.num_units, "zeros")
-        self._input_depth = input_depth
-
-    def _input_weights(self):
-        return self.kernel[:self._input_depth], self.bias
-
-    def _recurrent_kernels(self):
-        return (self.kernel[self._input_depth:],)
-
     def call(self, inputs, states, training=None):
         state = states[0] if isinstance(states, (list, tuple)) else states
         output = kernels.rnn_step(self._project(inputs), state,
@@ -224,6 +228,7 @@ class BasicLSTMCell(_TF1Cell):
     """
 
     _fused_kind = "lstm"
+    _gates = 4
 
     def __init__(self, num_units, forget_bias=1.0, activation=None,
                  kernel_initializer=None, bias_initializer=None, **kwargs):
@@ -234,19 +239,6 @@ class BasicLSTMCell(_TF1Cell):
     @property
     def state_size(self):
         return [self.num_units, self.num_units]
-
-    def build(self, input_shape):
-        input_depth = self._check_input_shape(input_shape)
-        self.kernel = self._add_kernel("kernel", input_depth,
-                                       4 * self.num_units)
-        self.bias = self._add_bias("bias", 4 * self.num_units, "zeros")
-        self._input_depth = input_depth
-
-    def _input_weights(self):
-        return self.kernel[:self._input_depth], self.bias
-
-    def _recurrent_kernels(self):
-        return (self.kernel[self._input_depth:],)
 
     def _fused_options(self):
         return {"forget_bias": self.forget_bias}
@@ -298,10 +290,6 @@ class GRUCell(_TF1Cell):
     """
 
     _fused_kind = "gru"
-
-    @property
-    def state_size(self):
-        return self.num_units
 
     def build(self, input_shape):
         input_depth = self._check_input_shape(input_shape)
