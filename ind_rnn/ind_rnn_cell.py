@@ -150,10 +150,14 @@ class IndRNNCell(keras.layers.Layer, DropoutRNNCell):
         kernel = tf.cast(self.recurrent_kernel, self.compute_dtype)
         return effective_recurrent_weight(kernel, self.recurrent_min_abs, self.recurrent_max_abs)
 
+    def projection_weights(self):
+        """`(input_kernel, bias)` in the compute dtype, as `project` uses them."""
+        return (tf.cast(self.input_kernel, self.compute_dtype),
+                tf.cast(self.bias, self.compute_dtype))
+
     def project(self, inputs):
         """`inputs @ input_kernel + bias` over the last axis, any leading shape."""
-        return project_inputs(inputs, tf.cast(self.input_kernel, self.compute_dtype),
-                              tf.cast(self.bias, self.compute_dtype))
+        return project_inputs(inputs, *self.projection_weights())
 
     def call(self, inputs, states, training=False):
         if inputs.shape.rank != 2:

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from ind_rnn import _checks
 from ind_rnn.ind_rnn_cell import IndRNNCell
-from ind_rnn.recurrence import IMPLEMENTATIONS, indrnn_scan
+from ind_rnn.recurrence import IMPLEMENTATIONS, project_and_scan
 
 # Constructor arguments forwarded to the cell, in the cell's positional order.
 _CELL_ARGS = ("recurrent_min_abs", "recurrent_max_abs", "recurrent_kernel_initializer",
@@ -116,16 +116,17 @@ class IndRNN(keras.layers.RNN):
             # The same mask the cell would use, shared over time.
             dropout_mask = self.cell.get_dropout_mask(sequences[:, 0, :])
             sequences = sequences * dropout_mask[:, None, :]
-        projected = self.cell.project(sequences)
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
         if self.go_backwards:
-            projected = tf.reverse(projected, [1])
+            sequences = tf.reverse(sequences, [1])
             mask = None if mask is None else tf.reverse(mask, [1])
 
-        states, last_state = indrnn_scan(
-            projected, self.cell.effective_recurrent_weight(),
-            tf.cast(initial_state, projected.dtype), self.cell.activation,
+        # The cell's projection and recurrence, fused where the kernels can.
+        input_kernel, bias = self.cell.projection_weights()
+        states, last_state = project_and_scan(
+            sequences, input_kernel, bias, self.cell.effective_recurrent_weight(),
+            tf.cast(initial_state, sequences.dtype), self.cell.activation,
             mask=mask, implementation=self.implementation)
         if self.return_sequences:
             outputs = _masked_outputs(states, mask, self.zero_output_for_mask)

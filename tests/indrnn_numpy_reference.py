@@ -52,7 +52,8 @@ def backward(grad_states, x, input_kernel, recurrent_kernel, bias, h0,
              activation="relu", min_abs=0.0, max_abs=None, mask=None):
     """Backprop of sum(grad_states * states) by hand, one step at a time.
 
-    Returns a dict of gradients for input_kernel, recurrent_kernel, bias, h0.
+    Returns a dict of gradients for inputs, input_kernel, recurrent_kernel,
+    bias, h0.
     """
     _, derivative = ACTIVATIONS[activation]
     weight, slope = bounded_weight(recurrent_kernel, min_abs, max_abs)
@@ -61,7 +62,8 @@ def backward(grad_states, x, input_kernel, recurrent_kernel, bias, h0,
     batch, steps, _ = x.shape
     grads = {"input_kernel": np.zeros_like(input_kernel, dtype=np.float64),
              "recurrent_kernel": np.zeros_like(recurrent_kernel, dtype=np.float64),
-             "bias": np.zeros_like(bias, dtype=np.float64)}
+             "bias": np.zeros_like(bias, dtype=np.float64),
+             "inputs": np.zeros(x.shape, dtype=np.float64)}
     carried = np.zeros_like(h0, dtype=np.float64)  # dL/dh_t from step t+1
     for t in reversed(range(steps)):
         total = grad_states[:, t] + carried
@@ -74,6 +76,7 @@ def backward(grad_states, x, input_kernel, recurrent_kernel, bias, h0,
         else:
             carried = grad_pre * weight
         grads["input_kernel"] += x[:, t].T @ grad_pre
+        grads["inputs"][:, t] = grad_pre @ input_kernel.T
         grads["recurrent_kernel"] += (grad_pre * previous).sum(0)
         grads["bias"] += grad_pre.sum(0)
     grads["recurrent_kernel"] *= slope

@@ -9,11 +9,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ind_rnn import IndRNN, IndRNNCell
+from ind_rnn import IndRNN, IndRNNCell, recurrence
 from tests import indrnn_numpy_reference as reference
 
 UNITS, FEATURES, STEPS, BATCH = 6, 3, 11, 4
 IMPLEMENTATIONS = ["native", "xla", "tf"]
+# The native kernels project inputs of at most MAX_DEPTH_PROJECTED_IN_KERNEL
+# features inside the recurrence, wider ones before it: both paths are run.
+WIDE_FEATURES = 20
+IMPLEMENTATIONS_AND_WIDTHS = [
+    pytest.param("native", FEATURES, id="native-projected-in-kernel"),
+    pytest.param("native", WIDE_FEATURES, id="native-projections-precomputed"),
+    pytest.param("xla", FEATURES, id="xla"),
+    pytest.param("tf", FEATURES, id="tf"),
+]
+
+
+def test_widths_cover_both_native_input_paths():
+    assert FEATURES <= recurrence.MAX_DEPTH_PROJECTED_IN_KERNEL < WIDE_FEATURES
 
 
 def _random_init(seed):
@@ -31,22 +44,26 @@ def _mask(batch=BATCH, steps=STEPS):
     return mask
 
 
-def _pair(activation=None, seed=0, min_abs=0.1, max_abs=1.2, **layer_kwargs):
+def _pair(activation=None, seed=0, min_abs=0.1, max_abs=1.2, features=FEATURES,
+          **layer_kwargs):
     """A fast layer and a keras.layers.RNN(IndRNNCell) with the same weights."""
     fast = IndRNN(UNITS, min_abs, max_abs, activation=activation, **_random_init(seed),
                   **layer_kwargs)
     layer_kwargs.pop("implementation", None)
     slow = keras.layers.RNN(IndRNNCell(UNITS, min_abs, max_abs, activation=activation),
                             **layer_kwargs)
-    fast.build((None, None, FEATURES))
-    slow.build((None, None, FEATURES))
+    fast.build((None, None, features))
+    slow.build((None, None, features))
     slow.set_weights(fast.get_weights())
     return fast, slow
 
 
 def _outputs_and_grads(layer, x, weights_of, **call_kwargs):
+    """Outputs, and gradients w.r.t. the weights, the initial state and `x`."""
     initial_state = call_kwargs.get("initial_state")
+    x = tf.constant(x)
     with tf.GradientTape() as tape:
+        tape.watch(x)
         if initial_state is not None:
             tape.watch(initial_state)
         result = layer(x, **call_kwargs)
@@ -54,44 +71,48 @@ def _outputs_and_grads(layer, x, weights_of, **call_kwargs):
         # A loss that weighs every unit differently, so no gradient is trivial.
         loss = sum(tf.reduce_sum(o * np.linspace(-1, 2, o.shape[-1]).astype("float32"))
                    for o in outputs)
-    sources = list(weights_of.trainable_weights) + ([initial_state] if initial_state is not None else [])
+    sources = list(weights_of.trainable_weights) + [x] + (
+        [initial_state] if initial_state is not None else [])
     return [o.numpy() for o in outputs], [g.numpy() for g in tape.gradient(loss, sources)]
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("implementation, features", IMPLEMENTATIONS_AND_WIDTHS)
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_forward_and_gradients_match_numpy(implementation, activation, rng):
-    x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
+def test_forward_and_gradients_match_numpy(implementation, features, activation, rng):
+    x = tf.constant(rng.randn(BATCH, STEPS, features).astype("float32"))
     h0 = rng.randn(BATCH, UNITS).astype("float32")
     layer = IndRNN(UNITS, 0.1, 1.2, activation=activation, return_sequences=True,
                    implementation=implementation, **_random_init(7))
     upstream = rng.randn(BATCH, STEPS, UNITS).astype("float32")
     initial_state = tf.constant(h0)
     with tf.GradientTape() as tape:
-        tape.watch(initial_state)
+        tape.watch([initial_state, x])
         outputs = layer(x, initial_state=initial_state)
         loss = tf.reduce_sum(outputs * upstream)
-    grads = tape.gradient(loss, layer.trainable_weights + [initial_state])
+    grads = tape.gradient(loss, layer.trainable_weights + [initial_state, x])
 
+    x = x.numpy()
     kernel, recurrent, bias = [w.astype(np.float64) for w in layer.get_weights()]
     states, _ = reference.forward(x, kernel, recurrent, bias, h0, activation, 0.1, 1.2)
     expected = reference.backward(upstream, x, kernel, recurrent, bias, h0, activation, 0.1, 1.2)
     np.testing.assert_allclose(outputs.numpy(), states, rtol=1e-5, atol=1e-5)
-    for got, name in zip(grads, ["input_kernel", "recurrent_kernel", "bias", "h0"]):
+    for got, name in zip(grads, ["input_kernel", "recurrent_kernel", "bias", "h0", "inputs"]):
         np.testing.assert_allclose(got.numpy(), expected[name], rtol=1e-4, atol=1e-4,
                                    err_msg=name)
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_masked_gradients_match_numpy(implementation, rng):
-    x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
+@pytest.mark.parametrize("implementation, features", IMPLEMENTATIONS_AND_WIDTHS)
+def test_masked_gradients_match_numpy(implementation, features, rng):
+    x = tf.constant(rng.randn(BATCH, STEPS, features).astype("float32"))
     mask = _mask()
     layer = IndRNN(UNITS, 0, 1.2, return_state=True, implementation=implementation, **_random_init(3))
     upstream = rng.randn(BATCH, UNITS).astype("float32")
     with tf.GradientTape() as tape:
+        tape.watch(x)
         _, final_state = layer(x, mask=mask)
         loss = tf.reduce_sum(final_state * upstream)
-    grads = tape.gradient(loss, layer.trainable_weights)
+    grads = tape.gradient(loss, layer.trainable_weights + [x])
+    x = x.numpy()
     kernel, recurrent, bias = [w.astype(np.float64) for w in layer.get_weights()]
     grad_states = np.zeros((BATCH, STEPS, UNITS))
     grad_states[:, -1] = upstream
@@ -100,7 +121,7 @@ def test_masked_gradients_match_numpy(implementation, rng):
     expected = reference.backward(grad_states, x, kernel, recurrent, bias,
                                   np.zeros((BATCH, UNITS)), "relu", 0, 1.2, mask)
     np.testing.assert_allclose(final_state.numpy(), states[:, -1], rtol=1e-5, atol=1e-5)
-    for got, name in zip(grads, ["input_kernel", "recurrent_kernel", "bias"]):
+    for got, name in zip(grads, ["input_kernel", "recurrent_kernel", "bias", "inputs"]):
         np.testing.assert_allclose(got.numpy(), expected[name], rtol=1e-4, atol=1e-4,
                                    err_msg=name)
 
@@ -114,13 +135,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("implementation, features", IMPLEMENTATIONS_AND_WIDTHS)
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_fast_layer_equals_keras_rnn_of_the_cell(case, masked, implementation, rng):
+def test_fast_layer_equals_keras_rnn_of_the_cell(case, masked, implementation, features, rng):
     fast, slow = _pair(activation="tanh" if case == "state" else None, implementation=implementation,
-                       **CASES[case])
-    x = rng.randn(BATCH, STEPS, FEATURES).astype("float32")
+                       features=features, **CASES[case])
+    x = rng.randn(BATCH, STEPS, features).astype("float32")
     kwargs = {"initial_state": tf.constant(rng.randn(BATCH, UNITS).astype("float32"))}
     if masked:
         kwargs["mask"] = _mask()
@@ -319,9 +340,9 @@ def test_gelu_activation_without_a_native_kernel_matches_keras_rnn(implementatio
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_float64_layer_matches_numpy_closely(implementation, rng):
-    x = rng.randn(BATCH, STEPS, FEATURES)
+@pytest.mark.parametrize("implementation, features", IMPLEMENTATIONS_AND_WIDTHS)
+def test_float64_layer_matches_numpy_closely(implementation, features, rng):
+    x = rng.randn(BATCH, STEPS, features)
     layer = IndRNN(UNITS, 0, 1.2, return_sequences=True, implementation=implementation,
                    dtype="float64", **_random_init(11))
     outputs = layer(x).numpy()

@@ -5,10 +5,14 @@
 // so the work is split over batch rows across TensorFlow's CPU thread pool.
 // Tensors are batch-major ([batch, time, units], Keras' layout): a row's whole
 // sequence is contiguous, each thread streams through it, and no transposes
-// are needed around the kernels.
+// are needed around the kernels. For narrow inputs the op also computes the
+// input projection z_t = x_t @ W + b inside the loop (and its gradients in the
+// backward pass), so the [batch, time, units] projections are never stored.
 // The maths mirrors ind_rnn/recurrence.py (`_forward_states`, `_backward`);
 // the Python side tests the two against each other and against NumPy.
 #include <cmath>
+#include <type_traits>
+#include <vector>
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -58,56 +62,155 @@ inline T DerivativeFromOutput(Activation activation, T y) {
 // Cost hint for the sharder: enough per row that small batches stay on one thread.
 constexpr int64 kCostPerRowStep = 2000;
 
+// Where a step's input term z_t comes from. `Projected`: read from the
+// precomputed projections x_t @ W + b ([batch, time, units]). `OnTheFly`:
+// computed from the raw inputs ([batch, time, depth]) inside the loop, for
+// narrow inputs (adding problem: depth 2; pixel MNIST: depth 1), so that the
+// [batch, time, units] projection array is never written and read back.
+template <typename T>
+struct Projected {
+  const T* z;
+  int64 units;
+  // `index` is b * steps + t; `scratch` is unused here.
+  const T* Row(int64 index, T* /*scratch*/) const { return z + index * units; }
+};
+
+template <typename T>
+struct OnTheFly {
+  const T* x;       // [batch * time, depth]
+  const T* kernel;  // [depth, units]
+  const T* bias;    // [units]
+  int64 depth, units;
+  // x_t @ W, then + b, in the order of project_inputs (tensordot, then bias).
+  const T* Row(int64 index, T* __restrict__ scratch) const {
+    const T* __restrict__ xt = x + index * depth;
+    for (int64 k = 0; k < units; ++k) scratch[k] = T(0);
+    for (int64 d = 0; d < depth; ++d) {
+      const T xd = xt[d];
+      const T* __restrict__ wd = kernel + d * units;
+      for (int64 k = 0; k < units; ++k) scratch[k] += xd * wd[k];
+    }
+    for (int64 k = 0; k < units; ++k) scratch[k] += bias[k];
+    return scratch;
+  }
+};
+
 // The forward recurrence for batch rows [begin, end). The activation is a
 // template argument so that the inner loop over units has no branch and
 // vectorises; __restrict__ tells the compiler the rows do not overlap.
-template <typename T, Activation A>
-void ForwardRows(const T* __restrict__ z, const T* __restrict__ u, const T* __restrict__ h0,
+template <typename T, Activation A, typename Source>
+void ForwardRows(const Source& source, const T* __restrict__ u, const T* __restrict__ h0,
                  const bool* valid, T* __restrict__ out, int64 begin, int64 end,
                  int64 steps, int64 units) {
+  std::vector<T> scratch(units);
   for (int64 b = begin; b < end; ++b) {
     for (int64 t = 0; t < steps; ++t) {
-      const int64 row = (b * steps + t) * units;
+      const int64 index = b * steps + t;
+      const int64 row = index * units;
       const T* __restrict__ previous = t == 0 ? h0 + b * units : out + row - units;
       T* __restrict__ current = out + row;
-      if (valid != nullptr && !valid[b * steps + t]) {
+      if (valid != nullptr && !valid[index]) {
         for (int64 k = 0; k < units; ++k) current[k] = previous[k];
         continue;
       }
-      const T* __restrict__ zt = z + row;
+      const T* __restrict__ zt = source.Row(index, scratch.data());
       for (int64 k = 0; k < units; ++k) current[k] = Apply(A, zt[k] + u[k] * previous[k]);
     }
   }
 }
 
+// Where the backward pass puts dL/dz_t. `ProjectedGrad`: into the
+// [batch, time, units] gradient of the projections. `OnTheFlyGrad`: straight
+// into the gradients of the raw inputs, the input kernel and the bias (the
+// latter two summed per shard), so dL/dz is never stored either.
+template <typename T>
+struct ProjectedGrad {
+  T* dz;
+  int64 units;
+  T* Slot(int64 index) { return dz + index * units; }
+  void Take(int64 /*index*/, const T* /*dzt*/) {}
+  void Skip(int64 index) {
+    T* dzt = Slot(index);
+    for (int64 k = 0; k < units; ++k) dzt[k] = T(0);
+  }
+};
+
+template <typename T>
+struct OnTheFlyGrad {
+  const T* x;       // [batch * time, depth]
+  const T* kernel;  // [depth, units]
+  T* dx;            // [batch * time, depth]
+  double* dkernel;  // this shard's [depth, units] sum
+  double* dbias;    // this shard's [units] sum
+  int64 depth, units;
+  std::vector<T> scratch;
+  T* Slot(int64 /*index*/) { return scratch.data(); }
+  void Take(int64 index, const T* __restrict__ dzt) {
+    const T* __restrict__ xt = x + index * depth;
+    T* __restrict__ dxt = dx + index * depth;
+    for (int64 k = 0; k < units; ++k) dbias[k] += static_cast<double>(dzt[k]);
+    for (int64 d = 0; d < depth; ++d) {
+      const T* __restrict__ wd = kernel + d * units;
+      double* __restrict__ dwd = dkernel + d * units;
+      const double xd = static_cast<double>(xt[d]);
+      T sum = T(0);
+      for (int64 k = 0; k < units; ++k) {
+        dwd[k] += xd * static_cast<double>(dzt[k]);
+        sum += dzt[k] * wd[k];
+      }
+      dxt[d] = sum;
+    }
+  }
+  void Skip(int64 index) {
+    for (int64 d = 0; d < depth; ++d) dx[index * depth + d] = T(0);
+  }
+};
+
 // The backward recurrence for batch rows [begin, end); see IndRNNBackwardOp.
 // `g` holds, per row, dL/dh_t arriving from step t+1 (initially dL/dh_last);
 // on return it holds dL/dh0. `du` accumulates sum_t dz_t * h_{t-1}.
-template <typename T, Activation A>
+template <typename T, Activation A, typename Sink>
 void BackwardRows(const T* __restrict__ u, const T* __restrict__ h0, const bool* valid,
-                  const T* __restrict__ h, const T* __restrict__ e, T* __restrict__ dz,
+                  const T* __restrict__ h, const T* __restrict__ e, Sink& sink,
                   T* __restrict__ g, double* __restrict__ du, int64 begin, int64 end,
                   int64 steps, int64 units) {
   for (int64 b = begin; b < end; ++b) {
     T* __restrict__ gb = g + (b - begin) * units;
     for (int64 t = steps - 1; t >= 0; --t) {
-      const int64 row = (b * steps + t) * units;
+      const int64 index = b * steps + t;
+      const int64 row = index * units;
       const T* __restrict__ previous = t == 0 ? h0 + b * units : h + row - units;
-      T* __restrict__ dzt = dz + row;
       if (e != nullptr)
         for (int64 k = 0; k < units; ++k) gb[k] += e[row + k];
-      if (valid != nullptr && !valid[b * steps + t]) {
-        for (int64 k = 0; k < units; ++k) dzt[k] = T(0);
+      if (valid != nullptr && !valid[index]) {
+        sink.Skip(index);
         continue;  // the state passed through: g flows on unchanged
       }
       const T* __restrict__ ht = h + row;
+      T* __restrict__ dzt = sink.Slot(index);
       for (int64 k = 0; k < units; ++k) {
         const T grad_pre = DerivativeFromOutput(A, ht[k]) * gb[k];
         dzt[k] = grad_pre;
         du[k] += static_cast<double>(grad_pre * previous[k]);
         gb[k] = u[k] * grad_pre;
       }
+      sink.Take(index, dzt);
     }
+  }
+}
+
+// Calls `run(std::integral_constant<Activation, A>())`: the activation
+// becomes a compile-time constant inside `run` (C++17 has no templated lambdas).
+template <Activation A>
+using ActivationTag = std::integral_constant<Activation, A>;
+
+template <typename Run>
+void WithActivation(Activation activation, Run&& run) {
+  switch (activation) {
+    case Activation::kRelu: run(ActivationTag<Activation::kRelu>()); break;
+    case Activation::kTanh: run(ActivationTag<Activation::kTanh>()); break;
+    case Activation::kSigmoid: run(ActivationTag<Activation::kSigmoid>()); break;
+    default: run(ActivationTag<Activation::kLinear>());
   }
 }
 
@@ -117,13 +220,18 @@ REGISTER_OP("IndRNNForward")
     .Attr("T: {float, double}")
     .Attr("activation: {'relu', 'tanh', 'sigmoid', 'linear'}")
     .Attr("has_mask: bool")
-    .Input("projected: T")       // [batch, time, units]
+    .Input("inputs: T")          // [batch, time, units] projections, or raw
+                                 // [batch, time, depth] when input_kernel is given
+    .Input("input_kernel: T")    // [depth, units], or [0]: inputs are projections
+    .Input("bias: T")            // [units], or [0]
     .Input("weight: T")          // [units]
     .Input("initial_state: T")   // [batch, units]
     .Input("mask: bool")         // [batch, time], or [0] when has_mask is false
     .Output("states: T")         // [batch, time, units]
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
-      c->set_output(0, c->input(0));
+      ::tensorflow::shape_inference::ShapeHandle states;
+      TF_RETURN_IF_ERROR(c->ReplaceDim(c->input(0), 2, c->Dim(c->input(3), 0), &states));
+      c->set_output(0, states);
       return absl::OkStatus();
     });
 
@@ -131,21 +239,31 @@ REGISTER_OP("IndRNNBackward")
     .Attr("T: {float, double}")
     .Attr("activation: {'relu', 'tanh', 'sigmoid', 'linear'}")
     .Attr("has_mask: bool")
+    .Input("inputs: T")            // raw [batch, time, depth] inputs, or [0] (projections)
+    .Input("input_kernel: T")      // [depth, units], or [0]
     .Input("weight: T")            // [units]
     .Input("initial_state: T")     // [batch, units]
     .Input("mask: bool")           // [batch, time] or [0]
     .Input("states: T")            // [batch, time, units]
     .Input("grad_states: T")       // [batch, time, units], or [0] if none reached them
     .Input("grad_last_state: T")   // [batch, units]
-    .Output("grad_projected: T")   // [batch, time, units]
+    .Output("grad_inputs: T")      // like the forward op's `inputs`
+    .Output("grad_input_kernel: T")  // [depth, units], or [0]
+    .Output("grad_bias: T")        // [units], or [0]
     .Output("grad_weight: T")      // [units]
     .Output("grad_initial_state: T")
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
-      c->set_output(0, c->input(3));
-      c->set_output(1, c->input(0));
-      c->set_output(2, c->input(1));
+      c->set_output(0, c->UnknownShapeOfRank(3));
+      c->set_output(1, c->UnknownShape());
+      c->set_output(2, c->UnknownShape());
+      c->set_output(3, c->input(2));
+      c->set_output(4, c->input(3));
       return absl::OkStatus();
     });
+
+// Whether the op projects raw inputs itself (`input_kernel` [depth, units]
+// given) or reads ready projections (`input_kernel` empty).
+inline bool HasInputKernel(const Tensor& input_kernel) { return input_kernel.NumElements() > 0; }
 
 template <typename T>
 class IndRNNForwardOp : public OpKernel {
@@ -158,43 +276,48 @@ class IndRNNForwardOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& projected = context->input(0);
-    const Tensor& weight = context->input(1);
-    const Tensor& initial_state = context->input(2);
-    const Tensor& mask = context->input(3);
-    OP_REQUIRES(context, projected.dims() == 3,
-                absl::InvalidArgumentError("projected must be [batch, time, units]"));
-    const int64 batch = projected.dim_size(0), steps = projected.dim_size(1),
-                units = projected.dim_size(2);
-    OP_REQUIRES(context, weight.NumElements() == units &&
-                             initial_state.NumElements() == batch * units,
+    const Tensor& inputs = context->input(0);
+    const Tensor& input_kernel = context->input(1);
+    const Tensor& bias = context->input(2);
+    const Tensor& weight = context->input(3);
+    const Tensor& initial_state = context->input(4);
+    const Tensor& mask = context->input(5);
+    OP_REQUIRES(context, inputs.dims() == 3,
+                absl::InvalidArgumentError("inputs must be [batch, time, depth]"));
+    const int64 batch = inputs.dim_size(0), steps = inputs.dim_size(1),
+                depth = inputs.dim_size(2), units = weight.NumElements();
+    const bool on_the_fly = HasInputKernel(input_kernel);
+    OP_REQUIRES(context, on_the_fly ? (input_kernel.dims() == 2 &&
+                                       input_kernel.dim_size(0) == depth &&
+                                       input_kernel.dim_size(1) == units &&
+                                       bias.NumElements() == units)
+                                    : depth == units,
+                absl::InvalidArgumentError("inputs/input_kernel/bias shapes do not match"));
+    OP_REQUIRES(context, initial_state.NumElements() == batch * units,
                 absl::InvalidArgumentError("weight/initial_state shapes do not match"));
     OP_REQUIRES(context, !has_mask_ || mask.NumElements() == steps * batch,
                 absl::InvalidArgumentError("mask must be [batch, time]"));
     Tensor* states = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, projected.shape(), &states));
+    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({batch, steps, units}),
+                                                     &states));
 
-    const T* z = projected.flat<T>().data();
+    const T* x = inputs.flat<T>().data();
     const T* u = weight.flat<T>().data();
     const T* h0 = initial_state.flat<T>().data();
     const bool* valid = has_mask_ ? mask.flat<bool>().data() : nullptr;
     T* out = states->flat<T>().data();
-    const Activation activation = activation_;
+    const Projected<T> projected{x, units};
+    const OnTheFly<T> computed{x, input_kernel.flat<T>().data(), bias.flat<T>().data(), depth,
+                               units};
 
     auto rows = [&](int64 begin, int64 end) {
-      switch (activation) {
-        case Activation::kRelu:
-          ForwardRows<T, Activation::kRelu>(z, u, h0, valid, out, begin, end, steps, units);
-          break;
-        case Activation::kTanh:
-          ForwardRows<T, Activation::kTanh>(z, u, h0, valid, out, begin, end, steps, units);
-          break;
-        case Activation::kSigmoid:
-          ForwardRows<T, Activation::kSigmoid>(z, u, h0, valid, out, begin, end, steps, units);
-          break;
-        default:
-          ForwardRows<T, Activation::kLinear>(z, u, h0, valid, out, begin, end, steps, units);
-      }
+      WithActivation(activation_, [&](auto tag) {
+        constexpr Activation A = decltype(tag)::value;
+        if (on_the_fly)
+          ForwardRows<T, A>(computed, u, h0, valid, out, begin, end, steps, units);
+        else
+          ForwardRows<T, A>(projected, u, h0, valid, out, begin, end, steps, units);
+      });
     };
     auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
     tensorflow::Shard(workers->NumThreads(), workers, batch,
@@ -217,27 +340,44 @@ class IndRNNBackwardOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* context) override {
-    const Tensor& weight = context->input(0);
-    const Tensor& initial_state = context->input(1);
-    const Tensor& mask = context->input(2);
-    const Tensor& states = context->input(3);
-    const Tensor& grad_states = context->input(4);
-    const Tensor& grad_last_state = context->input(5);
+    const Tensor& inputs = context->input(0);
+    const Tensor& input_kernel = context->input(1);
+    const Tensor& weight = context->input(2);
+    const Tensor& initial_state = context->input(3);
+    const Tensor& mask = context->input(4);
+    const Tensor& states = context->input(5);
+    const Tensor& grad_states = context->input(6);
+    const Tensor& grad_last_state = context->input(7);
     OP_REQUIRES(context, states.dims() == 3,
                 absl::InvalidArgumentError("states must be [batch, time, units]"));
     const int64 batch = states.dim_size(0), steps = states.dim_size(1),
                 units = states.dim_size(2);
+    const bool on_the_fly = HasInputKernel(input_kernel);
+    const int64 depth = on_the_fly ? input_kernel.dim_size(0) : units;
+    OP_REQUIRES(context, !on_the_fly || (inputs.dims() == 3 && inputs.dim_size(0) == batch &&
+                                         inputs.dim_size(1) == steps &&
+                                         inputs.dim_size(2) == depth &&
+                                         input_kernel.dim_size(1) == units),
+                absl::InvalidArgumentError("inputs/input_kernel shapes do not match"));
     const bool has_grad_states = grad_states.NumElements() > 0;
     OP_REQUIRES(context, !has_grad_states || grad_states.shape() == states.shape(),
                 absl::InvalidArgumentError("grad_states must match states"));
 
-    Tensor* grad_projected = nullptr;
+    Tensor* grad_inputs = nullptr;
+    Tensor* grad_input_kernel = nullptr;
+    Tensor* grad_bias = nullptr;
     Tensor* grad_weight = nullptr;
     Tensor* grad_initial_state = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, states.shape(), &grad_projected));
-    OP_REQUIRES_OK(context, context->allocate_output(1, weight.shape(), &grad_weight));
+    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({batch, steps, depth}),
+                                                     &grad_inputs));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                1, on_the_fly ? input_kernel.shape() : TensorShape({0}),
+                                &grad_input_kernel));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                2, TensorShape({on_the_fly ? units : 0}), &grad_bias));
+    OP_REQUIRES_OK(context, context->allocate_output(3, weight.shape(), &grad_weight));
     OP_REQUIRES_OK(context,
-                   context->allocate_output(2, initial_state.shape(), &grad_initial_state));
+                   context->allocate_output(4, initial_state.shape(), &grad_initial_state));
 
     const T* u = weight.flat<T>().data();
     const T* h0 = initial_state.flat<T>().data();
@@ -245,44 +385,39 @@ class IndRNNBackwardOp : public OpKernel {
     const T* h = states.flat<T>().data();
     const T* e = has_grad_states ? grad_states.flat<T>().data() : nullptr;
     const T* e_last = grad_last_state.flat<T>().data();
-    T* dz = grad_projected->flat<T>().data();
+    T* dx = grad_inputs->flat<T>().data();
     T* dh0 = grad_initial_state->flat<T>().data();
-    const Activation activation = activation_;
 
-    // Each shard sums its own du; the shards' sums are added at the end.
+    // Each shard sums its own du (and dW, db); the shards' sums are added at the end.
     auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
     const int shards = std::max(1, std::min<int>(workers->NumThreads(), batch));
-    std::vector<double> partial_du(static_cast<size_t>(shards) * units, 0.0);
+    const int64 sums_per_shard = units + (on_the_fly ? (depth + 1) * units : 0);
+    std::vector<double> partial(static_cast<size_t>(shards) * sums_per_shard, 0.0);
     const int64 rows_per_shard = (batch + shards - 1) / shards;
 
     auto run_shard = [&](int64 shard_begin, int64 shard_end) {
       for (int64 shard = shard_begin; shard < shard_end; ++shard) {
         const int64 begin = shard * rows_per_shard;
         const int64 end = std::min(batch, begin + rows_per_shard);
-        double* du = partial_du.data() + shard * units;
+        double* du = partial.data() + shard * sums_per_shard;
         // `carried` holds dL/dh_t coming from step t+1, per row of the shard.
         std::vector<T> carried(static_cast<size_t>(std::max<int64>(0, end - begin)) * units);
         for (int64 b = begin; b < end; ++b)
           for (int64 k = 0; k < units; ++k)
             carried[(b - begin) * units + k] = e_last[b * units + k];
         T* g = carried.data();
-        switch (activation) {
-          case Activation::kRelu:
-            BackwardRows<T, Activation::kRelu>(u, h0, valid, h, e, dz, g, du, begin, end,
-                                               steps, units);
-            break;
-          case Activation::kTanh:
-            BackwardRows<T, Activation::kTanh>(u, h0, valid, h, e, dz, g, du, begin, end,
-                                               steps, units);
-            break;
-          case Activation::kSigmoid:
-            BackwardRows<T, Activation::kSigmoid>(u, h0, valid, h, e, dz, g, du, begin, end,
-                                                  steps, units);
-            break;
-          default:
-            BackwardRows<T, Activation::kLinear>(u, h0, valid, h, e, dz, g, du, begin, end,
-                                                 steps, units);
-        }
+        WithActivation(activation_, [&](auto tag) {
+          constexpr Activation A = decltype(tag)::value;
+          if (on_the_fly) {
+            OnTheFlyGrad<T> sink{inputs.flat<T>().data(), input_kernel.flat<T>().data(), dx,
+                                 du + units, du + units + depth * units, depth, units,
+                                 std::vector<T>(units)};
+            BackwardRows<T, A>(u, h0, valid, h, e, sink, g, du, begin, end, steps, units);
+          } else {
+            ProjectedGrad<T> sink{dx, units};
+            BackwardRows<T, A>(u, h0, valid, h, e, sink, g, du, begin, end, steps, units);
+          }
+        });
         for (int64 b = begin; b < end; ++b)
           for (int64 k = 0; k < units; ++k) dh0[b * units + k] = carried[(b - begin) * units + k];
       }
@@ -290,11 +425,22 @@ class IndRNNBackwardOp : public OpKernel {
     tensorflow::Shard(workers->NumThreads(), workers, shards,
                       kCostPerRowStep * steps * rows_per_shard, run_shard);
 
-    T* dw = grad_weight->flat<T>().data();
-    for (int64 k = 0; k < units; ++k) {
-      double total = 0.0;
-      for (int shard = 0; shard < shards; ++shard) total += partial_du[shard * units + k];
-      dw[k] = static_cast<T>(total);
+    // The shards' sums, in the order [du | dW | db] of each shard's block.
+    std::vector<T*> targets = {grad_weight->flat<T>().data()};
+    if (on_the_fly) {
+      targets.push_back(grad_input_kernel->flat<T>().data());
+      targets.push_back(grad_bias->flat<T>().data());
+    }
+    const int64 lengths[] = {units, depth * units, units};
+    int64 offset = 0;
+    for (size_t target = 0; target < targets.size(); ++target) {
+      for (int64 i = 0; i < lengths[target]; ++i) {
+        double total = 0.0;
+        for (int shard = 0; shard < shards; ++shard)
+          total += partial[shard * sums_per_shard + offset + i];
+        targets[target][i] = static_cast<T>(total);
+      }
+      offset += lengths[target];
     }
   }
 
