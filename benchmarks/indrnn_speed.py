@@ -13,9 +13,16 @@ Each is timed as a full training step (forward + backward + Adam) for
 Times are medians after warm-up; ratios compare timings of the same run only,
 since absolute times drift on shared machines.
 
+A fourth workload, `depth`, is not run by default: one layer (hidden 128,
+batch 32, T 784) over inputs of 1 to 64 features, with the native kernels
+projecting the inputs inside the recurrence against projecting them first
+with one matmul. It is where `ind_rnn.recurrence.MAX_DEPTH_PROJECTED_IN_KERNEL`
+comes from.
+
 Usage:
-  python benchmarks/indrnn_speed.py            # all workloads, default repeats
+  python benchmarks/indrnn_speed.py            # workloads a, b, c, default repeats
   python benchmarks/indrnn_speed.py --workloads=a,c --repeats=20
+  python benchmarks/indrnn_speed.py --workloads=depth
 """
 import os
 import statistics
@@ -28,10 +35,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ind_rnn import IndRNN, IndRNNCell, xla_available  # noqa: E402
+from ind_rnn import IndRNN, IndRNNCell, recurrence, xla_available  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("workloads", ["a", "b", "c"], "Which workloads to run: a, b, c.")
+flags.DEFINE_list("workloads", ["a", "b", "c"], "Which workloads to run: a, b, c, depth.")
 flags.DEFINE_integer("repeats", 10, "Timed steps per fast variant (median taken).")
 flags.DEFINE_integer("slow_repeats", 3, "Timed steps per slow baseline (Keras RNN, LSTM).")
 flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
@@ -105,15 +112,37 @@ def time_training_step(make_layer, workload, repeats):
     return statistics.median(durations)
 
 
+def time_input_depths(depths=(1, 2, 4, 8, 16, 32, 64)):
+    """Native kernels: inputs projected inside the recurrence vs by a matmul first."""
+    print("\n(depth) 1x128, B 32, T 784: native kernels, input projection inside the "
+          "recurrence vs one matmul before it")
+    print("| input features | inside (s/step) | matmul first (s/step) | inside / first |")
+    print("|---|---|---|---|")
+    in_kernel_limit = recurrence.MAX_DEPTH_PROJECTED_IN_KERNEL
+    try:
+        for depth in depths:
+            workload = dict(layers=1, input_dim=depth, batch=32, steps=784)
+            timings = []
+            for limit in (depth, depth - 1):  # inside, then matmul first
+                recurrence.MAX_DEPTH_PROJECTED_IN_KERNEL = limit
+                timings.append(time_training_step(_fast("native"), workload, FLAGS.repeats))
+            print(f"| {depth} | {timings[0]:.4f} | {timings[1]:.4f} | "
+                  f"{timings[0] / timings[1]:.2f} |")
+    finally:
+        recurrence.MAX_DEPTH_PROJECTED_IN_KERNEL = in_kernel_limit
+
+
 def main(argv):
     del argv
-    unknown = set(FLAGS.workloads) - set(WORKLOADS)
+    unknown = set(FLAGS.workloads) - set(WORKLOADS) - {"depth"}
     if unknown:
-        raise app.UsageError(f"--workloads: unknown {sorted(unknown)}, allowed a, b, c.")
+        raise app.UsageError(f"--workloads: unknown {sorted(unknown)}, allowed a, b, c, depth.")
+    if "depth" in FLAGS.workloads:
+        time_input_depths()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, XLA available: "
           f"{xla_available()}, CPU threads: {os.cpu_count()}")
     rows = []
-    for key in FLAGS.workloads:
+    for key in [key for key in FLAGS.workloads if key in WORKLOADS]:
         workload = WORKLOADS[key]
         timings = {
             "IndRNN (native)": time_training_step(_fast("native"), workload, FLAGS.repeats),

@@ -56,7 +56,11 @@ def effective_recurrent_weight(recurrent_kernel, recurrent_min_abs=0.0, recurren
 
 def project_inputs(inputs, input_kernel, bias):
     """`inputs @ input_kernel + bias` over the last axis, for any leading shape."""
-    return tf.tensordot(inputs, input_kernel, axes=[[inputs.shape.rank - 1], [0]]) + bias
+    return _matmul_last_axis(inputs, input_kernel) + bias
+
+
+def _matmul_last_axis(inputs, kernel):
+    return tf.tensordot(inputs, kernel, axes=[[inputs.shape.rank - 1], [0]])
 
 
 def indrnn_step(projected_input, recurrent_weight, state, activation):
@@ -226,71 +230,45 @@ def resolve_implementation(implementation, projected, activation):
     return implementation
 
 
-def _native_ops_and_attrs(activation, mask):
+def _native_scan(sequence, recurrent_weight, initial_state, activation, mask,
+                 input_kernel=None, bias=None):
+    """The recurrence in the fused C++ kernels.
+
+    `sequence` holds the projections `x_t @ W (+ b)` ([batch, time, units]),
+    or, when `input_kernel` is given, the raw inputs ([batch, time, depth]),
+    projected inside the kernel. A given `bias` is added inside the kernel,
+    which also sums its gradient. Optional inputs travel as empty tensors.
+    """
     ops = native.load()
     attrs = dict(activation=_native_activation_name(activation), has_mask=mask is not None)
     mask_input = tf.zeros([0], tf.bool) if mask is None else mask
-    return ops, attrs, mask_input
-
-
-def _native_scan(projected, recurrent_weight, initial_state, activation, mask):
-    ops, attrs, mask_input = _native_ops_and_attrs(activation, mask)
-    no_projection = tf.zeros([0], projected.dtype)
+    empty = tf.zeros([0], sequence.dtype)
+    input_kernel = empty if input_kernel is None else input_kernel
+    bias = empty if bias is None else bias
+    projects_inside = input_kernel is not empty
 
     @tf.custom_gradient
-    def scan(projected, recurrent_weight, initial_state):
-        states = ops.ind_rnn_forward(projected, no_projection, no_projection, recurrent_weight,
+    def scan(sequence, input_kernel, bias, recurrent_weight, initial_state):
+        states = ops.ind_rnn_forward(sequence, input_kernel, bias, recurrent_weight,
                                      initial_state, mask_input, **attrs)
         last_state = states[:, -1]
 
         def grad(grad_states, grad_last_state):
-            grad_states, grad_last_state = _native_output_grads(grad_states, grad_last_state,
-                                                                states)
-            # The projections themselves are not needed, only their gradient.
-            grad_projected, _, _, grad_weight, grad_initial = ops.ind_rnn_backward(
-                no_projection, no_projection, recurrent_weight, initial_state, mask_input,
-                states, grad_states, grad_last_state, **attrs)
-            return grad_projected, grad_weight, grad_initial
+            if grad_states is None:
+                grad_states = tf.zeros([0], states.dtype)
+            if grad_last_state is None:
+                grad_last_state = tf.zeros_like(last_state)
+            # Ready projections are not needed for the gradient: not passing
+            # them lets their memory go after the forward pass.
+            grads = ops.ind_rnn_backward(sequence if projects_inside else empty, input_kernel,
+                                         bias, recurrent_weight, initial_state, mask_input,
+                                         states, grad_states, grad_last_state, **attrs)
+            return [tf.ensure_shape(grad, value.shape) for grad, value in
+                    zip(grads, (sequence, input_kernel, bias, recurrent_weight, initial_state))]
 
         return (states, last_state), grad
 
-    return scan(projected, recurrent_weight, initial_state)
-
-
-def _native_projected_scan(inputs, input_kernel, bias, recurrent_weight, initial_state,
-                           activation, mask):
-    """The native scan computing `inputs @ input_kernel + bias` inside the kernel."""
-    ops, attrs, mask_input = _native_ops_and_attrs(activation, mask)
-
-    @tf.custom_gradient
-    def scan(inputs, input_kernel, bias, recurrent_weight, initial_state):
-        states = ops.ind_rnn_forward(inputs, input_kernel, bias, recurrent_weight,
-                                     initial_state, mask_input, **attrs)
-        last_state = states[:, -1]
-
-        def grad(grad_states, grad_last_state):
-            grad_states, grad_last_state = _native_output_grads(grad_states, grad_last_state,
-                                                                states)
-            grads = ops.ind_rnn_backward(inputs, input_kernel, recurrent_weight, initial_state,
-                                         mask_input, states, grad_states, grad_last_state,
-                                         **attrs)
-            grad_inputs, grad_kernel, grad_bias, grad_weight, grad_initial = grads
-            return (tf.ensure_shape(grad_inputs, inputs.shape),
-                    tf.ensure_shape(grad_kernel, input_kernel.shape),
-                    tf.ensure_shape(grad_bias, bias.shape), grad_weight, grad_initial)
-
-        return (states, last_state), grad
-
-    return scan(inputs, input_kernel, bias, recurrent_weight, initial_state)
-
-
-def _native_output_grads(grad_states, grad_last_state, states):
-    """Gradients of the kernel's outputs; a missing one is empty or zero."""
-    if grad_states is None:
-        grad_states = tf.zeros([0], states.dtype)
-    if grad_last_state is None:
-        grad_last_state = tf.zeros_like(states[:, -1])
-    return grad_states, grad_last_state
+    return scan(sequence, input_kernel, bias, recurrent_weight, initial_state)
 
 
 def _loop_scan(projected, recurrent_weight, initial_state, activation, mask, use_xla):
@@ -359,20 +337,23 @@ def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=Non
 # Inputs at most this wide are projected inside the native kernel (see
 # `project_and_scan`); wider ones go through one big matmul first, which
 # oneDNN does better than the kernel's per-step loop.
-MAX_DEPTH_PROJECTED_IN_KERNEL = 16
+# `python benchmarks/indrnn_speed.py --workloads=depth` measured (2 cores):
+# inside / matmul-first step time 0.73 at 1 feature, 0.82 at 4, 1.10 at 8.
+MAX_DEPTH_PROJECTED_IN_KERNEL = 4
 
 
 def project_and_scan(inputs, input_kernel, bias, recurrent_weight, initial_state, activation,
                      mask=None, implementation="auto"):
     """`indrnn_scan(project_inputs(inputs, input_kernel, bias), ...)`, fused where it pays.
 
-    For narrow inputs (at most `MAX_DEPTH_PROJECTED_IN_KERNEL` features, e.g.
-    the 1 pixel of sequential MNIST or the 2 channels of the adding problem)
-    the native kernels compute `x_t @ W + b` inside the recurrence and its
-    gradients inside the backward pass, so the `[batch, time, units]`
-    projections and their gradient are never stored: that memory traffic is
-    most of a step's time for such inputs. Otherwise this is exactly
-    `indrnn_scan` over `project_inputs`.
+    With the native kernels, the bias is added inside the recurrence and its
+    gradient summed inside the backward pass, and for narrow inputs (at most
+    `MAX_DEPTH_PROJECTED_IN_KERNEL` features, e.g. the 1 pixel of sequential
+    MNIST or the 2 channels of the adding problem) so is `x_t @ W`: the
+    `[batch, time, units]` projections and their gradient are then never
+    stored. Those sweeps over memory are most of a step's time besides the
+    matmul. The other implementations run `indrnn_scan` over
+    `project_inputs`.
 
     Args:
         inputs: `[batch, time, depth]`.
@@ -389,12 +370,13 @@ def project_and_scan(inputs, input_kernel, bias, recurrent_weight, initial_state
         ValueError: for an unknown `implementation`.
     """
     implementation = resolve_implementation(implementation, inputs, activation)
+    if implementation != "native":
+        return indrnn_scan(project_inputs(inputs, input_kernel, bias), recurrent_weight,
+                           initial_state, activation, mask=mask, implementation=implementation)
+    if mask is not None:
+        mask = tf.cast(mask, tf.bool)
     depth = inputs.shape[-1]
-    if (implementation == "native" and depth is not None
-            and depth <= MAX_DEPTH_PROJECTED_IN_KERNEL):
-        if mask is not None:
-            mask = tf.cast(mask, tf.bool)
-        return _native_projected_scan(inputs, input_kernel, bias, recurrent_weight,
-                                      initial_state, activation, mask)
-    return indrnn_scan(project_inputs(inputs, input_kernel, bias), recurrent_weight,
-                       initial_state, activation, mask=mask, implementation=implementation)
+    if depth is not None and depth <= MAX_DEPTH_PROJECTED_IN_KERNEL:
+        return _native_scan(inputs, recurrent_weight, initial_state, activation, mask,
+                            input_kernel=input_kernel, bias=bias)
+    return _native_scan(_matmul_last_axis(inputs, input_kernel), recurrent_weight, initial_state, activation, mask, bias=bias)

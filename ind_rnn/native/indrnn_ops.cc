@@ -62,24 +62,32 @@ inline T DerivativeFromOutput(Activation activation, T y) {
 // Cost hint for the sharder: enough per row that small batches stay on one thread.
 constexpr int64 kCostPerRowStep = 2000;
 
-// Where a step's input term z_t comes from. `Projected`: read from the
-// precomputed projections x_t @ W + b ([batch, time, units]). `OnTheFly`:
-// computed from the raw inputs ([batch, time, depth]) inside the loop, for
-// narrow inputs (adding problem: depth 2; pixel MNIST: depth 1), so that the
+// Where a step's input term z_t comes from. `Projected`: read from
+// precomputed projections x_t @ W ([batch, time, units]). `OnTheFly`: computed
+// from the raw inputs ([batch, time, depth]) inside the loop, for narrow
+// inputs (adding problem: depth 2; pixel MNIST: depth 1), so that the
 // [batch, time, units] projection array is never written and read back.
+// Either adds the bias (when given) in the loop: a separate bias pass, and its
+// gradient's reduction over batch and time, cost a full sweep of memory each.
+// `index` is b * steps + t; `Row` may use `scratch` ([units]) for its result.
 template <typename T>
 struct Projected {
   const T* z;
+  const T* bias;  // [units], or nullptr
   int64 units;
-  // `index` is b * steps + t; `scratch` is unused here.
-  const T* Row(int64 index, T* /*scratch*/) const { return z + index * units; }
+  const T* Row(int64 index, T* __restrict__ scratch) const {
+    const T* __restrict__ zt = z + index * units;
+    if (bias == nullptr) return zt;
+    for (int64 k = 0; k < units; ++k) scratch[k] = zt[k] + bias[k];
+    return scratch;
+  }
 };
 
 template <typename T>
 struct OnTheFly {
   const T* x;       // [batch * time, depth]
   const T* kernel;  // [depth, units]
-  const T* bias;    // [units]
+  const T* bias;    // [units], or nullptr
   int64 depth, units;
   // x_t @ W, then + b, in the order of project_inputs (tensordot, then bias).
   const T* Row(int64 index, T* __restrict__ scratch) const {
@@ -90,7 +98,8 @@ struct OnTheFly {
       const T* __restrict__ wd = kernel + d * units;
       for (int64 k = 0; k < units; ++k) scratch[k] += xd * wd[k];
     }
-    for (int64 k = 0; k < units; ++k) scratch[k] += bias[k];
+    if (bias != nullptr)
+      for (int64 k = 0; k < units; ++k) scratch[k] += bias[k];
     return scratch;
   }
 };
@@ -119,51 +128,113 @@ void ForwardRows(const Source& source, const T* __restrict__ u, const T* __restr
   }
 }
 
+// Gradient sums over one batch row's steps, kept in T (so the per-step adds
+// are T-wide vector adds) and added into the shard's double totals at the
+// end of each row (so precision holds across rows). No totals: no sums.
+template <typename T>
+class RowSums {
+ public:
+  RowSums(double* totals, int64 size) : totals_(totals), row_(totals ? size : 0, T(0)) {}
+  bool active() const { return totals_ != nullptr; }
+  T* data() { return row_.data(); }
+  void Flush() {
+    for (size_t i = 0; i < row_.size(); ++i) {
+      totals_[i] += static_cast<double>(row_[i]);
+      row_[i] = T(0);
+    }
+  }
+
+ private:
+  double* totals_;
+  std::vector<T> row_;
+};
+
+// sum_k a[k] * b[k], in independent lanes so that it vectorises without
+// -ffast-math (a single running sum is a serial chain of adds).
+template <typename T>
+inline T Dot(const T* __restrict__ a, const T* __restrict__ b, int64 size) {
+  constexpr int kLanes = 16;
+  T lanes[kLanes] = {};
+  int64 k = 0;
+  for (; k + kLanes <= size; k += kLanes)
+    for (int lane = 0; lane < kLanes; ++lane) lanes[lane] += a[k + lane] * b[k + lane];
+  for (; k < size; ++k) lanes[0] += a[k] * b[k];
+  T sum = T(0);
+  for (int lane = 0; lane < kLanes; ++lane) sum += lanes[lane];
+  return sum;
+}
+
 // Where the backward pass puts dL/dz_t. `ProjectedGrad`: into the
 // [batch, time, units] gradient of the projections. `OnTheFlyGrad`: straight
-// into the gradients of the raw inputs, the input kernel and the bias (the
-// latter two summed per shard), so dL/dz is never stored either.
+// into the gradients of the raw inputs and the input kernel, so dL/dz is
+// never stored either. Both sum the bias gradient when there is a bias.
+// `Slot` is where dL/dz_t is written, `Take` uses it, `Skip` stands for a
+// masked step, `EndRow` closes a batch row.
 template <typename T>
-struct ProjectedGrad {
-  T* dz;
-  int64 units;
-  T* Slot(int64 index) { return dz + index * units; }
-  void Take(int64 /*index*/, const T* /*dzt*/) {}
+class ProjectedGrad {
+ public:
+  // dbias: this shard's [units] totals, or nullptr.
+  ProjectedGrad(T* dz, double* dbias, int64 units)
+      : dz_(dz), bias_sums_(dbias, units), units_(units) {}
+  T* Slot(int64 index) { return dz_ + index * units_; }
+  void Take(int64 /*index*/, const T* __restrict__ dzt) {
+    if (!bias_sums_.active()) return;
+    T* __restrict__ db = bias_sums_.data();
+    for (int64 k = 0; k < units_; ++k) db[k] += dzt[k];
+  }
   void Skip(int64 index) {
     T* dzt = Slot(index);
-    for (int64 k = 0; k < units; ++k) dzt[k] = T(0);
+    for (int64 k = 0; k < units_; ++k) dzt[k] = T(0);
   }
+  void EndRow() {
+    if (bias_sums_.active()) bias_sums_.Flush();
+  }
+
+ private:
+  T* dz_;
+  RowSums<T> bias_sums_;
+  int64 units_;
 };
 
 template <typename T>
-struct OnTheFlyGrad {
-  const T* x;       // [batch * time, depth]
-  const T* kernel;  // [depth, units]
-  T* dx;            // [batch * time, depth]
-  double* dkernel;  // this shard's [depth, units] sum
-  double* dbias;    // this shard's [units] sum
-  int64 depth, units;
-  std::vector<T> scratch;
-  T* Slot(int64 /*index*/) { return scratch.data(); }
+class OnTheFlyGrad {
+ public:
+  // x, dx: [batch * time, depth]; kernel: [depth, units]; dkernel, dbias: this
+  // shard's totals ([depth, units], [units] or nullptr).
+  OnTheFlyGrad(const T* x, const T* kernel, T* dx, double* dkernel, double* dbias, int64 depth,
+               int64 units)
+      : x_(x), kernel_(kernel), dx_(dx), kernel_sums_(dkernel, depth * units),
+        bias_sums_(dbias, units), depth_(depth), units_(units), dz_(units) {}
+  T* Slot(int64 /*index*/) { return dz_.data(); }
   void Take(int64 index, const T* __restrict__ dzt) {
-    const T* __restrict__ xt = x + index * depth;
-    T* __restrict__ dxt = dx + index * depth;
-    for (int64 k = 0; k < units; ++k) dbias[k] += static_cast<double>(dzt[k]);
-    for (int64 d = 0; d < depth; ++d) {
-      const T* __restrict__ wd = kernel + d * units;
-      double* __restrict__ dwd = dkernel + d * units;
-      const double xd = static_cast<double>(xt[d]);
-      T sum = T(0);
-      for (int64 k = 0; k < units; ++k) {
-        dwd[k] += xd * static_cast<double>(dzt[k]);
-        sum += dzt[k] * wd[k];
-      }
-      dxt[d] = sum;
+    const T* __restrict__ xt = x_ + index * depth_;
+    T* __restrict__ dxt = dx_ + index * depth_;
+    T* __restrict__ dk = kernel_sums_.data();
+    for (int64 d = 0; d < depth_; ++d) {
+      const T xd = xt[d];
+      for (int64 k = 0; k < units_; ++k) dk[d * units_ + k] += xd * dzt[k];
+      dxt[d] = Dot(dzt, kernel_ + d * units_, units_);
+    }
+    if (bias_sums_.active()) {
+      T* __restrict__ db = bias_sums_.data();
+      for (int64 k = 0; k < units_; ++k) db[k] += dzt[k];
     }
   }
   void Skip(int64 index) {
-    for (int64 d = 0; d < depth; ++d) dx[index * depth + d] = T(0);
+    for (int64 d = 0; d < depth_; ++d) dx_[index * depth_ + d] = T(0);
   }
+  void EndRow() {
+    kernel_sums_.Flush();
+    if (bias_sums_.active()) bias_sums_.Flush();
+  }
+
+ private:
+  const T* x_;
+  const T* kernel_;
+  T* dx_;
+  RowSums<T> kernel_sums_, bias_sums_;
+  int64 depth_, units_;
+  std::vector<T> dz_;
 };
 
 // The backward recurrence for batch rows [begin, end); see IndRNNBackwardOp.
@@ -172,8 +243,10 @@ struct OnTheFlyGrad {
 template <typename T, Activation A, typename Sink>
 void BackwardRows(const T* __restrict__ u, const T* __restrict__ h0, const bool* valid,
                   const T* __restrict__ h, const T* __restrict__ e, Sink& sink,
-                  T* __restrict__ g, double* __restrict__ du, int64 begin, int64 end,
+                  T* __restrict__ g, double* du, int64 begin, int64 end,
                   int64 steps, int64 units) {
+  RowSums<T> weight_sums(du, units);
+  T* __restrict__ du_row = weight_sums.data();
   for (int64 b = begin; b < end; ++b) {
     T* __restrict__ gb = g + (b - begin) * units;
     for (int64 t = steps - 1; t >= 0; --t) {
@@ -191,11 +264,13 @@ void BackwardRows(const T* __restrict__ u, const T* __restrict__ h0, const bool*
       for (int64 k = 0; k < units; ++k) {
         const T grad_pre = DerivativeFromOutput(A, ht[k]) * gb[k];
         dzt[k] = grad_pre;
-        du[k] += static_cast<double>(grad_pre * previous[k]);
+        du_row[k] += grad_pre * previous[k];
         gb[k] = u[k] * grad_pre;
       }
       sink.Take(index, dzt);
     }
+    weight_sums.Flush();
+    sink.EndRow();
   }
 }
 
@@ -223,7 +298,7 @@ REGISTER_OP("IndRNNForward")
     .Input("inputs: T")          // [batch, time, units] projections, or raw
                                  // [batch, time, depth] when input_kernel is given
     .Input("input_kernel: T")    // [depth, units], or [0]: inputs are projections
-    .Input("bias: T")            // [units], or [0]
+    .Input("bias: T")            // [units], or [0]: no bias (or already in inputs)
     .Input("weight: T")          // [units]
     .Input("initial_state: T")   // [batch, units]
     .Input("mask: bool")         // [batch, time], or [0] when has_mask is false
@@ -241,6 +316,7 @@ REGISTER_OP("IndRNNBackward")
     .Attr("has_mask: bool")
     .Input("inputs: T")            // raw [batch, time, depth] inputs, or [0] (projections)
     .Input("input_kernel: T")      // [depth, units], or [0]
+    .Input("bias: T")              // [units], or [0]
     .Input("weight: T")            // [units]
     .Input("initial_state: T")     // [batch, units]
     .Input("mask: bool")           // [batch, time] or [0]
@@ -256,14 +332,14 @@ REGISTER_OP("IndRNNBackward")
       c->set_output(0, c->UnknownShapeOfRank(3));
       c->set_output(1, c->UnknownShape());
       c->set_output(2, c->UnknownShape());
-      c->set_output(3, c->input(2));
-      c->set_output(4, c->input(3));
+      c->set_output(3, c->input(3));
+      c->set_output(4, c->input(4));
       return absl::OkStatus();
     });
 
-// Whether the op projects raw inputs itself (`input_kernel` [depth, units]
-// given) or reads ready projections (`input_kernel` empty).
-inline bool HasInputKernel(const Tensor& input_kernel) { return input_kernel.NumElements() > 0; }
+// Optional inputs are passed as empty tensors: no input kernel means the
+// inputs are projections already, no bias means none is added in the loop.
+inline bool Given(const Tensor& optional) { return optional.NumElements() > 0; }
 
 template <typename T>
 class IndRNNForwardOp : public OpKernel {
@@ -286,13 +362,14 @@ class IndRNNForwardOp : public OpKernel {
                 absl::InvalidArgumentError("inputs must be [batch, time, depth]"));
     const int64 batch = inputs.dim_size(0), steps = inputs.dim_size(1),
                 depth = inputs.dim_size(2), units = weight.NumElements();
-    const bool on_the_fly = HasInputKernel(input_kernel);
+    const bool on_the_fly = Given(input_kernel);
     OP_REQUIRES(context, on_the_fly ? (input_kernel.dims() == 2 &&
                                        input_kernel.dim_size(0) == depth &&
-                                       input_kernel.dim_size(1) == units &&
-                                       bias.NumElements() == units)
+                                       input_kernel.dim_size(1) == units)
                                     : depth == units,
-                absl::InvalidArgumentError("inputs/input_kernel/bias shapes do not match"));
+                absl::InvalidArgumentError("inputs/input_kernel shapes do not match"));
+    OP_REQUIRES(context, !Given(bias) || bias.NumElements() == units,
+                absl::InvalidArgumentError("bias must be [units]"));
     OP_REQUIRES(context, initial_state.NumElements() == batch * units,
                 absl::InvalidArgumentError("weight/initial_state shapes do not match"));
     OP_REQUIRES(context, !has_mask_ || mask.NumElements() == steps * batch,
@@ -306,9 +383,9 @@ class IndRNNForwardOp : public OpKernel {
     const T* h0 = initial_state.flat<T>().data();
     const bool* valid = has_mask_ ? mask.flat<bool>().data() : nullptr;
     T* out = states->flat<T>().data();
-    const Projected<T> projected{x, units};
-    const OnTheFly<T> computed{x, input_kernel.flat<T>().data(), bias.flat<T>().data(), depth,
-                               units};
+    const T* b = Given(bias) ? bias.flat<T>().data() : nullptr;
+    const Projected<T> projected{x, b, units};
+    const OnTheFly<T> computed{x, input_kernel.flat<T>().data(), b, depth, units};
 
     auto rows = [&](int64 begin, int64 end) {
       WithActivation(activation_, [&](auto tag) {
@@ -342,17 +419,18 @@ class IndRNNBackwardOp : public OpKernel {
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
     const Tensor& input_kernel = context->input(1);
-    const Tensor& weight = context->input(2);
-    const Tensor& initial_state = context->input(3);
-    const Tensor& mask = context->input(4);
-    const Tensor& states = context->input(5);
-    const Tensor& grad_states = context->input(6);
-    const Tensor& grad_last_state = context->input(7);
+    const Tensor& bias = context->input(2);
+    const Tensor& weight = context->input(3);
+    const Tensor& initial_state = context->input(4);
+    const Tensor& mask = context->input(5);
+    const Tensor& states = context->input(6);
+    const Tensor& grad_states = context->input(7);
+    const Tensor& grad_last_state = context->input(8);
     OP_REQUIRES(context, states.dims() == 3,
                 absl::InvalidArgumentError("states must be [batch, time, units]"));
     const int64 batch = states.dim_size(0), steps = states.dim_size(1),
                 units = states.dim_size(2);
-    const bool on_the_fly = HasInputKernel(input_kernel);
+    const bool on_the_fly = Given(input_kernel), has_bias = Given(bias);
     const int64 depth = on_the_fly ? input_kernel.dim_size(0) : units;
     OP_REQUIRES(context, !on_the_fly || (inputs.dims() == 3 && inputs.dim_size(0) == batch &&
                                          inputs.dim_size(1) == steps &&
@@ -374,7 +452,7 @@ class IndRNNBackwardOp : public OpKernel {
                                 1, on_the_fly ? input_kernel.shape() : TensorShape({0}),
                                 &grad_input_kernel));
     OP_REQUIRES_OK(context, context->allocate_output(
-                                2, TensorShape({on_the_fly ? units : 0}), &grad_bias));
+                                2, TensorShape({has_bias ? units : 0}), &grad_bias));
     OP_REQUIRES_OK(context, context->allocate_output(3, weight.shape(), &grad_weight));
     OP_REQUIRES_OK(context,
                    context->allocate_output(4, initial_state.shape(), &grad_initial_state));
@@ -388,10 +466,12 @@ class IndRNNBackwardOp : public OpKernel {
     T* dx = grad_inputs->flat<T>().data();
     T* dh0 = grad_initial_state->flat<T>().data();
 
-    // Each shard sums its own du (and dW, db); the shards' sums are added at the end.
+    // Each shard sums its own du (and dW, db) in a block [du | dW | db]; the
+    // shards' sums are added at the end.
     auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
     const int shards = std::max(1, std::min<int>(workers->NumThreads(), batch));
-    const int64 sums_per_shard = units + (on_the_fly ? (depth + 1) * units : 0);
+    const int64 kernel_sums = on_the_fly ? depth * units : 0, bias_sums = has_bias ? units : 0;
+    const int64 sums_per_shard = units + kernel_sums + bias_sums;
     std::vector<double> partial(static_cast<size_t>(shards) * sums_per_shard, 0.0);
     const int64 rows_per_shard = (batch + shards - 1) / shards;
 
@@ -408,13 +488,13 @@ class IndRNNBackwardOp : public OpKernel {
         T* g = carried.data();
         WithActivation(activation_, [&](auto tag) {
           constexpr Activation A = decltype(tag)::value;
+          double* db = has_bias ? du + units + kernel_sums : nullptr;
           if (on_the_fly) {
-            OnTheFlyGrad<T> sink{inputs.flat<T>().data(), input_kernel.flat<T>().data(), dx,
-                                 du + units, du + units + depth * units, depth, units,
-                                 std::vector<T>(units)};
+            OnTheFlyGrad<T> sink(inputs.flat<T>().data(), input_kernel.flat<T>().data(), dx,
+                                 du + units, db, depth, units);
             BackwardRows<T, A>(u, h0, valid, h, e, sink, g, du, begin, end, steps, units);
           } else {
-            ProjectedGrad<T> sink{dx, units};
+            ProjectedGrad<T> sink(dx, db, units);
             BackwardRows<T, A>(u, h0, valid, h, e, sink, g, du, begin, end, steps, units);
           }
         });
@@ -425,15 +505,14 @@ class IndRNNBackwardOp : public OpKernel {
     tensorflow::Shard(workers->NumThreads(), workers, shards,
                       kCostPerRowStep * steps * rows_per_shard, run_shard);
 
-    // The shards' sums, in the order [du | dW | db] of each shard's block.
-    std::vector<T*> targets = {grad_weight->flat<T>().data()};
-    if (on_the_fly) {
-      targets.push_back(grad_input_kernel->flat<T>().data());
-      targets.push_back(grad_bias->flat<T>().data());
-    }
-    const int64 lengths[] = {units, depth * units, units};
+    // The shards' sums: [du | dW | db] of each shard's block, in that order,
+    // into grad_weight, grad_input_kernel and grad_bias (the latter two may be
+    // empty), which are laid out the same way.
+    T* targets[] = {grad_weight->flat<T>().data(), grad_input_kernel->flat<T>().data(),
+                    grad_bias->flat<T>().data()};
+    const int64 lengths[] = {units, kernel_sums, bias_sums};
     int64 offset = 0;
-    for (size_t target = 0; target < targets.size(); ++target) {
+    for (int target = 0; target < 3; ++target) {
       for (int64 i = 0; i < lengths[target]; ++i) {
         double total = 0.0;
         for (int shard = 0; shard < shards; ++shard)
