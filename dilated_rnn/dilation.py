@@ -45,10 +45,10 @@ def dilate(sequence, rate):
     shape = tf.shape(padded)
     dilated = tf.reshape(padded, tf.concat(
         [[-1, rate * shape[1]], shape[2:]], axis=0))
-    steps, batch = sequence.shape[0], sequence.shape[1]
+    steps, batch, *features = static_dims(sequence)
     dilated.set_shape(
         [None if steps is None else -(-steps // rate),
-         None if batch is None else rate * batch] + sequence.shape[2:])
+         None if batch is None else rate * batch] + features)
     return dilated
 
 
@@ -61,7 +61,7 @@ def undilate(sequence, rate, num_steps):
     shape = tf.shape(sequence)
     batch = shape[1] // rate
     steps = tf.reshape(sequence, tf.concat([[-1, batch], shape[2:]], axis=0))
-    padded_steps = sequence.shape[0]
+    padded_steps, static_batch, *features = static_dims(sequence)
     if not (isinstance(num_steps, int) and padded_steps is not None
             and padded_steps * rate == num_steps):
         # tf.slice, not [:n]: along the first axis it shares the buffer and
@@ -69,16 +69,23 @@ def undilate(sequence, rate, num_steps):
         steps = tf.slice(steps, tf.zeros([tf.rank(steps)], tf.int32),
                          tf.concat([[num_steps], [-1] * (steps.shape.rank - 1)],
                                    axis=0))
-    static_batch = sequence.shape[1]
     steps.set_shape(
         [num_steps if isinstance(num_steps, int) else None,
-         None if static_batch is None else static_batch // rate]
-        + sequence.shape[2:])
+         None if static_batch is None else static_batch // rate] + features)
     return steps
 
 
+def static_dims(tensor):
+    """The static shape as a list of ints and Nones, under TF2 and TF1 shapes.
+
+    (`tensor.shape[i]` is a `Dimension` once `tf.compat.v1.disable_v2_behavior()`
+    ran; legacy TF1 scripts do that, and the legacy API shares this code.)
+    """
+    return tensor.shape.as_list()
+
+
 def _pad_to_multiple(sequence, rate):
-    steps = sequence.shape[0]
+    steps = static_dims(sequence)[0]
     if steps is not None:
         pad = -steps % rate
         if pad == 0:
@@ -106,7 +113,7 @@ def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
     Returns:
         `[steps, batch, units]` outputs: `output_t = cell(x_t, state_{t-rate})`.
     """
-    num_steps = inputs.shape[0]
+    num_steps = static_dims(inputs)[0]
     dilated_steps = None if num_steps is None else -(-num_steps // rate)
     fused = (implementation != "cell"
              and getattr(cell, "supports_fused_sequence", False))
@@ -216,7 +223,7 @@ def cell_sequence(cell, inputs, mask=None, training=None, engine="while"):
         return new_flat, (output,)
 
     out_spec = (inputs.dtype, tf.TensorShape(
-        [inputs.shape[1], cell_output_size(cell)]))
+        [static_dims(inputs)[1], cell_output_size(cell)]))
     _, (outputs,) = kernels.run_loop(step, flat_initial, (inputs, mask),
                                      (out_spec,), engine)
     _reset_dropout_masks(cell)

@@ -66,8 +66,6 @@ def dRNN(cell, inputs, rate, scope='default'):  # pylint: disable=invalid-name
     Raises:
         ValueError: for a `rate` that is not an int in `[1, n_steps)`, or
             `inputs` of neither form.
-        RuntimeError: under TF1 tensor shapes (`disable_v2_behavior()`
-            without `enable_v2_tensorshape()`).
 
     Example (graph mode, TF_USE_LEGACY_KERAS=1):
 
@@ -95,7 +93,6 @@ def multi_dRNN_with_dilations(cells, inputs, dilations):  # pylint: disable=inva
 
     Raises:
         ValueError: if `len(cells) != len(dilations)` or a dilation is bad.
-        RuntimeError: under TF1 tensor shapes (see `dRNN`).
 
     Example (graph mode, TF_USE_LEGACY_KERAS=1):
 
@@ -163,14 +160,12 @@ def drnn_classification(x, hidden_structs, dilations, n_steps, n_classes, input_
     Raises:
         ValueError: if `len(hidden_structs) != len(dilations)`, for a bad
             `cell_type`, dilation or size, or an `x` of another shape.
-        RuntimeError: under TF1 tensor shapes (see `dRNN`).
 
     Example (graph mode, TF_USE_LEGACY_KERAS=1):
 
         x = tf.compat.v1.placeholder(tf.float32, [None, 784, 1])
         logits = drnn_classification(x, [20] * 9, [2 ** i for i in range(9)], 784, 10)
     """
-    _check_tensor_shapes()
     hidden_structs = check_int_list("hidden_structs", hidden_structs)
     dilations = check_int_list("dilations", dilations)
     check_same_length("hidden_structs", hidden_structs, "dilations", dilations)
@@ -192,19 +187,8 @@ def drnn_classification(x, hidden_structs, dilations, n_steps, n_classes, input_
     return tf.matmul(features, weights) + bias
 
 
-def _check_tensor_shapes():
-    """The shared dilation code indexes static shapes as ints (TF2 shapes)."""
-    if not isinstance(tf.TensorShape([1])[0], int):
-        raise RuntimeError(
-            "dilated_rnn.legacy needs TF2 tensor shapes, which "
-            "tf.compat.v1.disable_v2_behavior() (or disable_v2_tensorshape()) turned off: "
-            "call tf.compat.v1.enable_v2_tensorshape() after it (the rest of the TF1 "
-            "behaviour can stay), or use tf.compat.v1.disable_eager_execution() alone.")
-
-
 def _run_layers(cells, inputs, dilations, scopes):
     """Runs the layers over either input form; returns the same form."""
-    _check_tensor_shapes()
     is_list = isinstance(inputs, (list, tuple))
     n_steps, _ = _sequence_shape(inputs, is_list)
     n_steps = tf.compat.dimension_value(n_steps)

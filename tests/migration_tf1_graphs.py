@@ -335,6 +335,11 @@ def broken_checkpoints(directory):
 # TF1 behaviour (v1 tensor shapes, reference variables): last, it is global
 # --------------------------------------------------------------------------
 def v1_behaviour_graphs(directory):
+    """The legacy modules under disable_v2_behavior() (TF1 shapes, ref variables).
+
+    The DilatedRNN classifier is built under TF1 shapes and again under TF2
+    shapes with the same weights: the same variables and logits are expected.
+    """
     v1.disable_v2_behavior()
     from dilated_rnn import legacy
     from ind_rnn.legacy import IndRNNCell
@@ -347,13 +352,24 @@ def v1_behaviour_graphs(directory):
         x = RNG.normal(0.0, 1.0, (2, 6, 2)).astype(np.float32)
         _record("v1_single_cell", session, {"x": x, "sequence": session.run(output, {inputs: x})},
                 directory)
-        MANIFEST["v1_single_cell"]["drnn_error"] = _error_text(
-            lambda: legacy.drnn_classification(inputs, [3], [1], 6, 2, 2))
-    v1.enable_v2_tensorshape()
-    with tf.Graph().as_default():
-        legacy.drnn_classification(v1.placeholder(tf.float32, [None, 6, 2]), [3], [2], 6, 2, 2)
-        MANIFEST["v1_single_cell"]["drnn_with_v2_shapes"] = sorted(
-            variable.op.name for variable in v1.global_variables())
+    x = RNG.normal(0.0, 1.0, (3, 6, 2)).astype(np.float32)
+    values = None
+    for shapes in ("v1_shapes", "v2_shapes"):
+        if shapes == "v2_shapes":
+            v1.enable_v2_tensorshape()
+        with tf.Graph().as_default(), _session() as session:
+            inputs = v1.placeholder(tf.float32, [None, 6, 2])
+            logits = legacy.drnn_classification(inputs, [3, 4], [2, 4], 6, 2, 2, "GRU")
+            session.run(v1.global_variables_initializer())
+            if values is None:
+                _randomize(session)
+                values = session.run(v1.global_variables())
+            else:
+                for variable, value in zip(v1.global_variables(), values):
+                    variable.load(value, session)
+            MANIFEST["v1_single_cell"][f"drnn_{shapes}"] = {
+                "variables": [variable.op.name for variable in v1.global_variables()],
+                "logits": session.run(logits, {inputs: x}).tolist()}
 
 
 # --------------------------------------------------------------------------

@@ -129,11 +129,16 @@ def test_legacy_argument_errors_name_the_argument(tf1, case, words):
         assert word in error, error
 
 
-def test_legacy_drnn_under_tf1_shapes_says_what_to_do(tf1):
+def test_legacy_drnn_works_under_disable_v2_behavior(tf1):
+    """TF1 shapes (Dimension objects) give the same graph and numbers as TF2 shapes."""
     info = tf1.manifest["v1_single_cell"]
-    assert info["drnn_error"].startswith("RuntimeError")
-    assert "enable_v2_tensorshape" in info["drnn_error"]
-    assert "multi_dRNN_dilation_2/basic_rnn_cell/kernel" in info["drnn_with_v2_shapes"]
+    under_v1, under_v2 = info["drnn_v1_shapes"], info["drnn_v2_shapes"]
+    assert under_v1["variables"] == under_v2["variables"]
+    assert "multi_dRNN_dilation_4/gru_cell/gates/kernel" in under_v1["variables"]
+    logits = np.array(under_v1["logits"])
+    assert logits.shape == (3, 2) and np.all(np.isfinite(logits))
+    assert np.ptp(logits, axis=0).min() > 0  # the examples differ: a real computation
+    np.testing.assert_allclose(logits, np.array(under_v2["logits"]), rtol=1e-6, atol=1e-6)
 
 
 # --------------------------------------------------------------------------
