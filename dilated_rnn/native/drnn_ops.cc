@@ -28,6 +28,10 @@
 #include <string>
 #include <vector>
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
 #include "Eigen/Core"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -51,9 +55,9 @@ constexpr Index kMinTileRows = 16;
 constexpr Index kTilesPerThread = 4;
 // Float sums of weight gradients are flushed into double totals this often.
 constexpr Index kFlushSteps = 16;
-// The products' register tile: one 64-byte vector of columns (GCC vector
-// extension, split into narrower instructions where the CPU has none that
-// wide) for kBlock rows at a time.
+// The products' vectors: 64 bytes of columns (GCC vector extension, split
+// into narrower instructions where the CPU has none that wide). The weight
+// gradients' register tile is kBlock rows by one vector.
 constexpr Index kVectorBytes = 64;
 constexpr Index kBlock = 8;
 // Extra elements after every scratch buffer, so full-vector loads of a
@@ -102,54 +106,123 @@ struct Strided {  // rows of a row-major matrix: element (i, j) at p[i * stride 
   Index stride;
 };
 
-// out[i, :n] = (out[i, :n] if accumulate) + init[i, :n] + a[i, :k] @ b[:k, :n]
-// for i < m. `init` may be null; its stride may be 0 (a bias row).
+// The first `width` lanes of a vector: loaded (zero beyond) or stored
+// (memory beyond untouched). Masked instructions where AVX-512 has them.
 template <typename T>
-void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
-             Index out_stride, Index m, bool accumulate) {
+struct Lane {
+  typedef T Vector __attribute__((vector_size(kVectorBytes)));
+  static Vector Load(const T* p, Index width) {
+    Vector v;
+    if (width == Lanes<T>()) { std::memcpy(&v, p, sizeof(v)); return v; }
+    v = Vector{};
+    for (Index j = 0; j < width; ++j) v[j] = p[j];
+    return v;
+  }
+  static void Store(T* p, Vector v, Index width) {
+    if (width == Lanes<T>()) { std::memcpy(p, &v, sizeof(v)); return; }
+    for (Index j = 0; j < width; ++j) p[j] = v[j];
+  }
+};
+#ifdef __AVX512F__
+template <>
+struct Lane<float> {
+  typedef float Vector __attribute__((vector_size(kVectorBytes)));
+  static __mmask16 Mask(Index width) { return static_cast<__mmask16>((1u << width) - 1); }
+  static Vector Load(const float* p, Index width) {
+    return (Vector)_mm512_maskz_loadu_ps(Mask(width), p);
+  }
+  static void Store(float* p, Vector v, Index width) {
+    _mm512_mask_storeu_ps(p, Mask(width), (__m512)v);
+  }
+};
+template <>
+struct Lane<double> {
+  typedef double Vector __attribute__((vector_size(kVectorBytes)));
+  static __mmask8 Mask(Index width) { return static_cast<__mmask8>((1u << width) - 1); }
+  static Vector Load(const double* p, Index width) {
+    return (Vector)_mm512_maskz_loadu_pd(Mask(width), p);
+  }
+  static void Store(double* p, Vector v, Index width) {
+    _mm512_mask_storeu_pd(p, Mask(width), (__m512d)v);
+  }
+};
+#endif
+
+// The products' register tile: rows [i, i + R) by the C vectors of columns
+// from c, R * C accumulators held in registers across the whole sum (the
+// unroll pragmas keep GCC from spilling the arrays to memory); each step
+// of the sum loads C vectors of b's row and broadcasts R elements of a.
+template <typename T, int R, int C>
+inline void ProductTile(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
+                        Index out_stride, Index i, Index c, bool accumulate) {
   typedef T Vector __attribute__((vector_size(kVectorBytes)));
   constexpr Index lanes = Lanes<T>();
   const Index k = b.rows, n = b.cols;
-  auto finish = [&](Vector acc, Index i, Index c, Index width) {
-    T* o = out + i * out_stride + c;
-    const T* start = init.p == nullptr ? nullptr : init.p + i * init.stride + c;
-    if (width < lanes) {  // the last, partial chunk of a row
-      for (Index j = 0; j < width; ++j)
-        o[j] = (accumulate ? o[j] : T(0)) + (start ? start[j] : T(0)) + acc[j];
-      return;
+  Vector acc[R][C];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int q = 0; q < C; ++q) acc[r][q] = Vector{};
+  const T* bp = b.data.data() + c;
+  const T* ap = a.p + i * a.stride;
+  for (Index p = 0; p < k; ++p) {
+    Vector column[C];
+#pragma GCC unroll 16
+    for (int q = 0; q < C; ++q)
+      std::memcpy(&column[q], bp + p * b.stride + q * lanes, sizeof(Vector));
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const T s = ap[r * a.stride + p];
+#pragma GCC unroll 16
+      for (int q = 0; q < C; ++q) acc[r][q] += s * column[q];
     }
-    Vector v;
-    if (start != nullptr) {
-      std::memcpy(&v, start, sizeof(v));
-      acc += v;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int q = 0; q < C; ++q) {
+      const Index col = c + q * lanes, width = std::min(lanes, n - col);
+      T* o = out + (i + r) * out_stride + col;
+      Vector v = acc[r][q];
+      if (init.p != nullptr) v += Lane<T>::Load(init.p + (i + r) * init.stride + col, width);
+      if (accumulate) v += Lane<T>::Load(o, width);
+      Lane<T>::Store(o, v, width);
     }
-    if (accumulate) {
-      std::memcpy(&v, o, sizeof(v));
-      acc += v;
+}
+
+// Rows as tall as the registers allow for C vectors of columns.
+template <typename T, int C>
+void ProductColumns(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
+                    Index out_stride, Index m, Index c, bool accumulate) {
+  constexpr int R = C <= 3 ? 8 : C == 4 ? 6 : 4;
+  Index i = 0;
+  for (; i + R <= m; i += R) ProductTile<T, R, C>(a, b, init, out, out_stride, i, c, accumulate);
+  for (; i + 4 <= m; i += 4) ProductTile<T, 4, C>(a, b, init, out, out_stride, i, c, accumulate);
+  for (; i < m; ++i) ProductTile<T, 1, C>(a, b, init, out, out_stride, i, c, accumulate);
+}
+
+// out[i, :n] = (out[i, :n] if accumulate) + init[i, :n] + a[i, :k] @ b[:k, :n]
+// for i < m. `init` may be null; its stride may be 0 (a bias row). Only the
+// n columns of `out` are written. The columns are cut into groups of at most
+// 5 vectors (6 as 4 + 2, 8 as 4 + 4).
+template <typename T>
+void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
+             Index out_stride, Index m, bool accumulate) {
+  constexpr Index lanes = Lanes<T>();
+  const Index chunks = (b.cols + lanes - 1) / lanes;
+  for (Index q = 0; q < chunks;) {
+    const Index left = chunks - q;
+    const int take =
+        left >= 5 && left != 6 && left != 8 ? 5 : left >= 4 ? 4 : static_cast<int>(left);
+    const Index c = q * lanes;
+    switch (take) {
+      case 1: ProductColumns<T, 1>(a, b, init, out, out_stride, m, c, accumulate); break;
+      case 2: ProductColumns<T, 2>(a, b, init, out, out_stride, m, c, accumulate); break;
+      case 3: ProductColumns<T, 3>(a, b, init, out, out_stride, m, c, accumulate); break;
+      case 4: ProductColumns<T, 4>(a, b, init, out, out_stride, m, c, accumulate); break;
+      default: ProductColumns<T, 5>(a, b, init, out, out_stride, m, c, accumulate); break;
     }
-    std::memcpy(o, &acc, sizeof(acc));
-  };
-  for (Index c = 0; c < n; c += lanes) {
-    const Index width = std::min(lanes, n - c);
-    Index i = 0;
-    for (; i + kBlock <= m; i += kBlock) {
-      Vector acc[kBlock] = {};
-      for (Index p = 0; p < k; ++p) {
-        Vector column;
-        std::memcpy(&column, b.data.data() + p * b.stride + c, sizeof(column));
-        for (Index r = 0; r < kBlock; ++r) acc[r] += a.p[(i + r) * a.stride + p] * column;
-      }
-      for (Index r = 0; r < kBlock; ++r) finish(acc[r], i + r, c, width);
-    }
-    for (; i < m; ++i) {
-      Vector acc = {};
-      for (Index p = 0; p < k; ++p) {
-        Vector column;
-        std::memcpy(&column, b.data.data() + p * b.stride + c, sizeof(column));
-        acc += a.p[i * a.stride + p] * column;
-      }
-      finish(acc, i, c, width);
-    }
+    q += take;
   }
 }
 
@@ -186,6 +259,19 @@ void AddOuter(Strided<T> a, Index k, Strided<T> b, Index n, T* out, Index m) {
       AddOuterBlock<T, kBlock / 2>(a, p, b, c, out, stride, m);
     for (; p < k; ++p) AddOuterBlock<T, 1>(a, p, b, c, out, stride, m);
   }
+}
+
+// Asks for the cache lines of `count` elements from `start`, to be read
+// (write = 0) or written (1) soon. A tile's rows of its next step lie far from
+// this step's (the other tiles' rows lie between), so the hardware
+// prefetchers do not see them coming. The backward pass, which reads the
+// forward pass's gates back, asks for them a row at a time while working on
+// the current step (in the forward pass, asking made no difference).
+template <int write, typename T>
+void Prefetch(const T* start, Index count) {
+  const char* bytes = reinterpret_cast<const char*>(start);
+  const Index size = count * static_cast<Index>(sizeof(T));
+  for (Index b = 0; b < size; b += 64) __builtin_prefetch(bytes + b, write);
 }
 
 // Scratch of one tile: named buffers with slack.
@@ -376,7 +462,8 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
   const Index units = p.units, width = p.width(), size = tile_rows * units;
   Buffer<T> zeros(size), reset_prev(size), d_pre(tile_rows * width), carry_h(size),
       carry_c(size), kept_c(size), grad(size), tanh_c(size), d_reset(size),
-      back(tile_rows * (units + p.depth));
+      back(tile_rows * (units + p.depth)), ones(tile_rows);
+  std::fill(ones.get(), ones.get() + tile_rows, T(1));
   const Index recurrent_width = RecurrentGates(p.cell) * units;
   for (Index t = p.steps - 1, done = 0; t >= 0; --t, ++done) {
     // Rows missing from the last step keep a zero carry: nothing follows them.
@@ -449,7 +536,22 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
             false);
     T* ch = carry_h.get();
     T* dx = p.At(grad_inputs, t, first, p.depth);
+    // Rows of step t - 1 that exist (all of them: only the last step can miss rows).
+    const Index prefetched = t > 0 ? m : 0;
     for (Index i = 0; i < m; ++i) {
+      if (i < prefetched) {  // what row i of step t - 1 reads and writes
+        const Index row = first + i;
+        Prefetch<0>(p.At(grad_hidden, t - 1, row, units), units);
+        if (t > 1) Prefetch<0>(p.At(hidden, t - 2, row, units), units);
+        if (p.cell == Cell::kRnn) Prefetch<0>(p.At(hidden, t - 1, row, units), units);
+        if (p.cell != Cell::kRnn) Prefetch<0>(p.At(gates, t - 1, row, width), width);
+        if (p.cell == Cell::kLstm) {
+          Prefetch<0>(p.At(cells, t - 1, row, units), units);
+          if (t > 1) Prefetch<0>(p.At(cells, t - 2, row, units), units);
+        }
+        Prefetch<0>(p.At(p.inputs, t - 1, row, p.depth), p.depth);
+        Prefetch<1>(p.At(grad_inputs, t - 1, row, p.depth), p.depth);
+      }
       for (Index k = 0; k < units; ++k) {
         const Index s = i * units + k;
         ch[s] = bk[i * back_width + k];
@@ -468,8 +570,7 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
     if (p.cell == Cell::kGru)
       AddOuter(Strided<T>{reset_prev.get(), units}, units, Strided<T>{d + 2 * units, width},
                units, grads->candidate.data(), m);
-    for (Index i = 0; i < m; ++i)
-      for (Index k = 0; k < width; ++k) grads->bias[k] += d[i * width + k];
+    AddOuter(Strided<T>{ones.get(), 1}, 1, Strided<T>{d, width}, width, grads->bias.data(), m);
     if ((done + 1) % kFlushSteps == 0) grads->Flush();
   }
   grads->Flush();
