@@ -9,7 +9,8 @@ Each is timed as a full training step (forward + backward + Adam) for
     plain TensorFlow loop),
   * `keras.layers.RNN(IndRNNCell)` (Keras' generic loop over the same cell),
   * `keras.layers.LSTM(128)`,
-  * for (b), the matmul-only floor: the same input projections, no recurrence.
+  * for (b) and (c), the matmul-only floor: the same input projections, no
+    recurrence.
 Times are medians after warm-up; ratios compare timings of the same run only,
 since absolute times drift on shared machines.
 
@@ -151,7 +152,7 @@ def main(argv):
             "RNN(IndRNNCell)": time_training_step(_keras_rnn, workload, FLAGS.slow_repeats),
             "LSTM": time_training_step(_lstm, workload, FLAGS.slow_repeats),
         }
-        if key == "b":
+        if key in ("b", "c"):
             timings["matmul floor"] = time_training_step(_floor, workload, FLAGS.repeats)
         fast = timings["IndRNN (native)"]
         print(f"\n{workload['title']}")
