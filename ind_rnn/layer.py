@@ -23,7 +23,9 @@ class IndRNN(keras.layers.RNN):
     weights (`input_kernel`, `recurrent_kernel`, `bias`), but projects the
     inputs of all steps in one matmul and runs only the elementwise recurrence
     step by step, in fused C++ CPU kernels (or an XLA-compiled loop), with a
-    hand-written backward pass. Everything `keras.layers.RNN` offers works:
+    hand-written backward pass (see `ind_rnn.project_and_scan`: the C++
+    kernels also add the bias, and project inputs of at most 4 features,
+    inside the loop). Everything `keras.layers.RNN` offers works:
     masks, `initial_state`, `return_sequences`, `return_state`,
     `go_backwards`, `stateful`, `keras.layers.Bidirectional`, mixed precision
     and `tf.distribute`.
