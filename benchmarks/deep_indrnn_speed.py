@@ -18,7 +18,6 @@ Usage:
   python benchmarks/deep_indrnn_speed.py --time_steps=784 --repeats=10 --slow_repeats=3
 """
 import os
-import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -30,6 +29,7 @@ import tensorflow as tf  # noqa: E402
 
 from ind_rnn import IndRNNCell, build_sequence_classifier  # noqa: E402
 from ind_rnn.models import LastStep  # noqa: E402
+from step_timing import median_step_seconds  # noqa: E402  (benchmarks/step_timing.py)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_layers", 21, "IndRNN layers (odd: 1 + 2 * blocks).")
@@ -97,14 +97,7 @@ def time_training_step(model, repeats):
     first = time.perf_counter() - start
     if not np.isfinite(loss):
         raise RuntimeError(f"non-finite loss {loss}")
-    for _ in range(FLAGS.warmup):
-        train_step().numpy()
-    durations = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        train_step().numpy()  # .numpy() waits for the result
-        durations.append(time.perf_counter() - start)
-    return first, statistics.median(durations)
+    return first, median_step_seconds(train_step, FLAGS.warmup, repeats)
 
 
 def main(argv):

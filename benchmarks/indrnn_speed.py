@@ -26,8 +26,6 @@ Usage:
   python benchmarks/indrnn_speed.py --workloads=depth
 """
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,6 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ind_rnn import IndRNN, IndRNNCell, recurrence, xla_available  # noqa: E402
+from step_timing import median_step_seconds  # noqa: E402  (benchmarks/step_timing.py)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workloads", ["a", "b", "c"], "Which workloads to run: a, b, c, depth.")
@@ -103,14 +102,7 @@ def time_training_step(make_layer, workload, repeats):
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
-    for _ in range(FLAGS.warmup):
-        train_step().numpy()
-    durations = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        train_step().numpy()  # .numpy() waits for the result
-        durations.append(time.perf_counter() - start)
-    return statistics.median(durations)
+    return median_step_seconds(train_step, FLAGS.warmup, repeats)
 
 
 def time_input_depths(depths=(1, 2, 4, 8, 16, 32, 64)):

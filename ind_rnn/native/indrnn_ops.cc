@@ -341,15 +341,25 @@ REGISTER_OP("IndRNNBackward")
 // inputs are projections already, no bias means none is added in the loop.
 inline bool Given(const Tensor& optional) { return optional.NumElements() > 0; }
 
-template <typename T>
-class IndRNNForwardOp : public OpKernel {
+// The attributes both ops share.
+class IndRNNOpBase : public OpKernel {
  public:
-  explicit IndRNNForwardOp(OpKernelConstruction* context) : OpKernel(context) {
+  explicit IndRNNOpBase(OpKernelConstruction* context) : OpKernel(context) {
     std::string activation;
     OP_REQUIRES_OK(context, context->GetAttr("activation", &activation));
     OP_REQUIRES_OK(context, context->GetAttr("has_mask", &has_mask_));
     activation_ = ParseActivation(activation);
   }
+
+ protected:
+  Activation activation_;
+  bool has_mask_;
+};
+
+template <typename T>
+class IndRNNForwardOp : public IndRNNOpBase {
+ public:
+  using IndRNNOpBase::IndRNNOpBase;
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -400,21 +410,12 @@ class IndRNNForwardOp : public OpKernel {
     tensorflow::Shard(workers->NumThreads(), workers, batch,
                       kCostPerRowStep * steps, rows);
   }
-
- private:
-  Activation activation_;
-  bool has_mask_;
 };
 
 template <typename T>
-class IndRNNBackwardOp : public OpKernel {
+class IndRNNBackwardOp : public IndRNNOpBase {
  public:
-  explicit IndRNNBackwardOp(OpKernelConstruction* context) : OpKernel(context) {
-    std::string activation;
-    OP_REQUIRES_OK(context, context->GetAttr("activation", &activation));
-    OP_REQUIRES_OK(context, context->GetAttr("has_mask", &has_mask_));
-    activation_ = ParseActivation(activation);
-  }
+  using IndRNNOpBase::IndRNNOpBase;
 
   void Compute(OpKernelContext* context) override {
     const Tensor& inputs = context->input(0);
@@ -522,10 +523,6 @@ class IndRNNBackwardOp : public OpKernel {
       offset += lengths[target];
     }
   }
-
- private:
-  Activation activation_;
-  bool has_mask_;
 };
 
 #define REGISTER_INDRNN_KERNELS(type)                                              \
