@@ -34,9 +34,12 @@ class _TF1Cell(keras.layers.Layer):
     _fused_kind = None  # set by subclasses: a key of kernels._RECURRENCES
     _gates = 1  # kernel columns per unit (BasicRNNCell 1, BasicLSTMCell 4)
 
-    def __init__(self, num_units, activation=None, kernel_initializer=None,
-                 bias_initializer=None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, num_units, activation=None, reuse=None, name=None, dtype=None, *,
+                 kernel_initializer=None, bias_initializer=None, **kwargs):
+        # `reuse`: TF1's variable-scope sharing, accepted for compatibility; a
+        # Keras cell owns its weights, so sharing is reusing the cell object.
+        del reuse
+        super().__init__(name=name, dtype=dtype, **kwargs)
         self.num_units = check_positive_int("num_units", num_units)
         # TF1's default activation (None) is tanh.
         self.activation = keras.activations.get(activation or "tanh")
@@ -160,12 +163,19 @@ class _TF1Cell(keras.layers.Layer):
 class BasicRNNCell(_TF1Cell):
     """TF1's `BasicRNNCell` as a Keras cell: `h' = act([x, h] @ W + b)`.
 
+    The TF1 signature, `BasicRNNCell(num_units, activation=None, reuse=None,
+    name=None, dtype=None)`, plus keyword-only initializers.
+
     Args:
         num_units: positive int, the size of the state and the output.
         activation: activation; `None` means tanh (TF1's default).
+        reuse: accepted for TF1 compatibility and ignored: a Keras cell owns
+            its weights (share them by reusing the cell object).
+        name: the cell's name.
+        dtype: the cell's dtype (or dtype policy).
         kernel_initializer: initializer of `kernel`; default glorot_uniform.
         bias_initializer: initializer of `bias`; default zeros.
-        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`...).
+        **kwargs: other base `keras.layers.Layer` arguments.
 
     Call arguments:
         inputs: `[batch, features]`.
@@ -202,13 +212,22 @@ class BasicLSTMCell(_TF1Cell):
     `c' = c * sigmoid(f + forget_bias) + sigmoid(i) * act(j)`,
     `h' = act(c') * sigmoid(o)`. The state is `[c, h]`, in TF1's order.
 
+    The TF1 signature, `BasicLSTMCell(num_units, forget_bias=1.0,
+    state_is_tuple=True, activation=None, reuse=None, name=None, dtype=None)`,
+    plus keyword-only initializers.
+
     Args:
         num_units: positive int, the size of `c`, `h` and the output.
         forget_bias: float added to the forget gate at run time (TF1: 1.0).
+        state_is_tuple: must be True (the state is `[c, h]`).
         activation: activation; `None` means tanh.
+        reuse: accepted for TF1 compatibility and ignored (see
+            `BasicRNNCell`).
+        name: the cell's name.
+        dtype: the cell's dtype (or dtype policy).
         kernel_initializer: initializer of `kernel`; default glorot_uniform.
         bias_initializer: initializer of `bias`; default zeros.
-        **kwargs: base `keras.layers.Layer` arguments.
+        **kwargs: other base `keras.layers.Layer` arguments.
 
     Call arguments:
         inputs: `[batch, features]`.
@@ -218,7 +237,8 @@ class BasicLSTMCell(_TF1Cell):
         `(h', [c', h'])`.
 
     Raises:
-        ValueError: if `num_units` is not a positive integer.
+        ValueError: if `num_units` is not a positive integer, or
+            `state_is_tuple` is not True.
 
     Example:
 
@@ -230,10 +250,17 @@ class BasicLSTMCell(_TF1Cell):
     _fused_kind = "lstm"
     _gates = 4
 
-    def __init__(self, num_units, forget_bias=1.0, activation=None,
-                 kernel_initializer=None, bias_initializer=None, **kwargs):
-        super().__init__(num_units, activation, kernel_initializer,
-                         bias_initializer, **kwargs)
+    def __init__(self, num_units, forget_bias=1.0, state_is_tuple=True, activation=None,
+                 reuse=None, name=None, dtype=None, *, kernel_initializer=None,
+                 bias_initializer=None, **kwargs):
+        if state_is_tuple is not True:
+            raise ValueError(
+                "Received an invalid value for argument `state_is_tuple`, expected True "
+                "(the state is the pair (c, h); TF1's deprecated concatenated state is not "
+                f"supported), got {state_is_tuple!r}.")
+        super().__init__(num_units, activation, reuse, name, dtype,
+                         kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, **kwargs)
         self.forget_bias = float(forget_bias)
 
     @property
@@ -263,14 +290,21 @@ class GRUCell(_TF1Cell):
     `c = act([x, r * h] @ candidate_kernel + candidate_bias)`,
     `h' = u * h + (1 - u) * c`.
 
+    The TF1 signature: `GRUCell(num_units, activation=None, reuse=None,
+    kernel_initializer=None, bias_initializer=None, name=None, dtype=None)`.
+
     Args:
         num_units: positive int, the size of the state and the output.
         activation: activation of the candidate; `None` means tanh.
+        reuse: accepted for TF1 compatibility and ignored (see
+            `BasicRNNCell`).
         kernel_initializer: initializer of both kernels; default
             glorot_uniform.
         bias_initializer: initializer of both biases; by default (TF1's)
             `gates_bias` starts at 1.0 and `candidate_bias` at 0.
-        **kwargs: base `keras.layers.Layer` arguments.
+        name: the cell's name.
+        dtype: the cell's dtype (or dtype policy).
+        **kwargs: other base `keras.layers.Layer` arguments.
 
     Call arguments:
         inputs: `[batch, features]`.
@@ -290,6 +324,12 @@ class GRUCell(_TF1Cell):
     """
 
     _fused_kind = "gru"
+
+    def __init__(self, num_units, activation=None, reuse=None, kernel_initializer=None,
+                 bias_initializer=None, name=None, dtype=None, **kwargs):
+        super().__init__(num_units, activation, reuse, name, dtype,
+                         kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, **kwargs)
 
     def build(self, input_shape):
         input_depth = self._check_input_shape(input_shape)

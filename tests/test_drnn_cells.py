@@ -151,6 +151,33 @@ def test_bad_num_units(units):
         BasicRNNCell(units)
 
 
+def test_cells_take_the_tf1_constructor_arguments_positionally():
+    """TF1 order: BasicRNNCell(num_units, activation, reuse, name, dtype),
+    BasicLSTMCell(num_units, forget_bias, state_is_tuple, activation, reuse, name, dtype),
+    GRUCell(num_units, activation, reuse, kernel_initializer, bias_initializer, name, dtype)."""
+    rnn = BasicRNNCell(3, "relu", True, "rnn", "float64")
+    lstm = BasicLSTMCell(3, 0.5, True, "relu", None, "lstm", "float64")
+    gru = GRUCell(3, "relu", True, "ones", keras.initializers.Constant(0.25), "gru", "float64")
+    for cell, name in [(rnn, "rnn"), (lstm, "lstm"), (gru, "gru")]:
+        assert cell.name == name and cell.dtype == "float64"
+        assert cell.activation is keras.activations.relu
+    assert lstm.forget_bias == 0.5
+    gru.build((None, 2))
+    np.testing.assert_array_equal(gru.gates_kernel.numpy(), 1.0)
+    np.testing.assert_array_equal(gru.gates_bias.numpy(), 0.25)
+    # Keyword-only initializers for the cells whose TF1 signature has none.
+    rnn = BasicRNNCell(3, kernel_initializer="zeros", bias_initializer="ones")
+    rnn.build((None, 2))
+    assert not rnn.kernel.numpy().any() and rnn.bias.numpy().all()
+    clone = BasicLSTMCell.from_config(lstm.get_config())
+    assert clone.get_config() == lstm.get_config()
+
+
+def test_lstm_refuses_a_concatenated_state():
+    with pytest.raises(ValueError, match="state_is_tuple"):
+        BasicLSTMCell(3, state_is_tuple=False)
+
+
 def test_cell_refuses_inputs_without_features():
     with pytest.raises(ValueError, match=r"\[batch, features\]"):
         GRUCell(3).build((None, None))
