@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #ifdef __AVX512F__
@@ -274,6 +275,25 @@ void Prefetch(const T* start, Index count) {
   for (Index b = 0; b < size; b += 64) __builtin_prefetch(bytes + b, write);
 }
 
+// dst[:count] = src[:count] for a tensor that is not read again soon (the
+// forward pass's gates, read back only by the backward pass, after the other
+// layers have run): AVX-512 non-temporal stores of whole aligned vectors, so
+// the cache lines are written without first being read from memory and
+// without pushing the state out of the cache. ForwardTile fences them.
+template <typename T>
+void StreamCopy(T* dst, const T* src, Index count) {
+  Index done = 0;
+#ifdef __AVX512F__
+  if (std::is_same<T, float>::value && reinterpret_cast<std::uintptr_t>(dst) % 64 == 0) {
+    float* d = reinterpret_cast<float*>(dst);
+    const float* s = reinterpret_cast<const float*>(src);
+    for (; done + 16 <= count; done += 16)
+      _mm512_stream_ps(d + done, _mm512_loadu_ps(s + done));
+  }
+#endif
+  std::copy(src + done, src + count, dst + done);
+}
+
 // Scratch of one tile: named buffers with slack.
 template <typename T>
 struct Buffer {
@@ -378,7 +398,7 @@ template <typename T>
 void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T* cells,
                  T* gates) {
   const Index units = p.units, width = p.width();
-  Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width),
+  Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width), staged(tile_rows * width),
       candidate_buffer(tile_rows * units), reset_prev(tile_rows * units),
       projected(tile_rows * std::max(width, p.depth + units));
   for (Index t = 0; t < p.steps; ++t) {
@@ -386,8 +406,7 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
     if (m == 0) continue;
     const T* h_prev = t == 0 ? zeros.get() : p.At(hidden, t - 1, first, units);
     T* h = p.At(hidden, t, first, units);
-    // The LSTM computes its gates straight into the gates tensor.
-    T* g = p.cell == Cell::kLstm ? p.At(gates, t, first, width) : scratch.get();
+    T* g = scratch.get();
     T* candidate = candidate_buffer.get();
     StepGates(p, t, first, m, h_prev, g, candidate, reset_prev.get(), projected.get());
     if (p.cell == Cell::kRnn) {
@@ -405,21 +424,26 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k) h[i * units + k] *= g[i * width + 3 * units + k];
       KeepMasked(p, t, first, m, c_prev, c);
+      StreamCopy(p.At(gates, t, first, width), g, m * width);
     } else {
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k) {
           const T u = g[i * 2 * units + units + k];
           h[i * units + k] = u * h_prev[i * units + k] + (T(1) - u) * candidate[i * units + k];
         }
-      T* stored = p.At(gates, t, first, width);  // rows of [r, u, candidate]
+      T* stored = staged.get();  // rows of [r, u, candidate]
       for (Index i = 0; i < m; ++i) {
         for (Index k = 0; k < 2 * units; ++k) stored[i * width + k] = g[i * 2 * units + k];
         for (Index k = 0; k < units; ++k)
           stored[i * width + 2 * units + k] = candidate[i * units + k];
       }
+      StreamCopy(p.At(gates, t, first, width), stored, m * width);
     }
     KeepMasked(p, t, first, m, h_prev, h);
   }
+#ifdef __AVX512F__
+  _mm_sfence();  // the gates' non-temporal stores are done before the tile is
+#endif
 }
 
 // Weight-gradient sums of one part: float per flush period, double overall.
