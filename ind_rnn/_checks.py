@@ -64,3 +64,16 @@ def known_feature_size(name, shape, rank):
     if shape[-1] is None:
         raise ValueError(_invalid(name, "a known last (feature) dimension", shape))
     return int(shape[-1])
+
+
+def projection_shapes(inputs_shape, input_kernel_shape, bias_shape):
+    """Checks `[batch, time, depth]` inputs against a `[depth, units]` kernel and `[units]` bias."""
+    depth = known_feature_size("inputs", inputs_shape, rank=3)
+    kernel = tuple(input_kernel_shape)
+    if len(kernel) != 2 or kernel[0] != depth:
+        raise ValueError(_invalid("input_kernel", f"a shape [{depth}, units] (depth of `inputs`)",
+                                  kernel))
+    bias = tuple(bias_shape)
+    if bias != kernel[1:]:
+        raise ValueError(_invalid("bias", f"a shape [{kernel[1]}] (units of `input_kernel`)",
+                                  bias))

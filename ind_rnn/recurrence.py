@@ -22,7 +22,7 @@ import logging
 import keras
 import tensorflow as tf
 
-from ind_rnn import native
+from ind_rnn import _checks, native
 
 _LOG = logging.getLogger(__name__)
 
@@ -367,8 +367,10 @@ def project_and_scan(inputs, input_kernel, bias, recurrent_weight, initial_state
         `input_kernel`, `bias`, `recurrent_weight` and `initial_state`.
 
     Raises:
-        ValueError: for an unknown `implementation`.
+        ValueError: for an unknown `implementation`, or shapes of `inputs`,
+            `input_kernel` and `bias` that do not fit together.
     """
+    _checks.projection_shapes(inputs.shape, input_kernel.shape, bias.shape)
     implementation = resolve_implementation(implementation, inputs, activation)
     if implementation != "native":
         return indrnn_scan(project_inputs(inputs, input_kernel, bias), recurrent_weight,
@@ -379,4 +381,5 @@ def project_and_scan(inputs, input_kernel, bias, recurrent_weight, initial_state
     if depth is not None and depth <= MAX_DEPTH_PROJECTED_IN_KERNEL:
         return _native_scan(inputs, recurrent_weight, initial_state, activation, mask,
                             input_kernel=input_kernel, bias=bias)
-    return _native_scan(_matmul_last_axis(inputs, input_kernel), recurrent_weight, initial_state, activation, mask, bias=bias)
+    return _native_scan(_matmul_last_axis(inputs, input_kernel), recurrent_weight,
+                        initial_state, activation, mask, bias=bias)

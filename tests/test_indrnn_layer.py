@@ -351,3 +351,47 @@ def test_float64_layer_matches_numpy_closely(implementation, features, rng):
                                   "relu", 0, 1.2)
     assert outputs.dtype == np.float64
     np.testing.assert_allclose(outputs, states, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("implementation, features", IMPLEMENTATIONS_AND_WIDTHS)
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_project_and_scan_matches_numpy(implementation, features, masked, rng):
+    """The function the layer calls, on its own, in float64, gradients included."""
+    x = tf.constant(rng.randn(BATCH, STEPS, features))
+    kernel = tf.constant(rng.randn(features, UNITS) * 0.5)
+    bias = tf.constant(rng.randn(UNITS) * 0.2)
+    weight = tf.constant(rng.uniform(-1.1, 1.1, UNITS))
+    h0 = tf.constant(rng.randn(BATCH, UNITS))
+    mask = _mask() if masked else None
+    upstream = rng.randn(BATCH, STEPS, UNITS)
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel, bias, weight, h0])
+        states, last_state = recurrence.project_and_scan(
+            x, kernel, bias, weight, h0, keras.activations.relu, mask=mask,
+            implementation=implementation)
+        loss = tf.reduce_sum(states * upstream)
+    grads = tape.gradient(loss, [x, kernel, bias, weight, h0])
+
+    args = [a.numpy() for a in (x, kernel, weight, bias, h0)]
+    expected_states, _ = reference.forward(*args, "relu", 0.0, None, mask)
+    expected = reference.backward(upstream, *args, "relu", 0.0, None, mask)
+    np.testing.assert_allclose(states.numpy(), expected_states, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(last_state.numpy(), expected_states[:, -1], rtol=1e-10)
+    for got, name in zip(grads, ["inputs", "input_kernel", "bias", "recurrent_kernel", "h0"]):
+        np.testing.assert_allclose(got.numpy(), expected[name], rtol=1e-9, atol=1e-9,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("kernel_shape, bias_shape, argument", [
+    ((4, UNITS), (UNITS,), "input_kernel"),   # depth 4, inputs have 3
+    ((FEATURES, UNITS), (UNITS + 1,), "bias"),
+])
+def test_project_and_scan_refuses_mismatched_shapes(kernel_shape, bias_shape, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        recurrence.project_and_scan(tf.zeros([2, 5, FEATURES]), tf.zeros(kernel_shape),
+                                    tf.zeros(bias_shape), tf.zeros([UNITS]),
+                                    tf.zeros([2, UNITS]), keras.activations.relu)
+    with pytest.raises(ValueError, match="`inputs`"):
+        recurrence.project_and_scan(tf.zeros([2, FEATURES]), tf.zeros((FEATURES, UNITS)),
+                                    tf.zeros((UNITS,)), tf.zeros([UNITS]),
+                                    tf.zeros([2, UNITS]), keras.activations.relu)

@@ -438,6 +438,8 @@ class IndRNNBackwardOp : public IndRNNOpBase {
                                          inputs.dim_size(2) == depth &&
                                          input_kernel.dim_size(1) == units),
                 absl::InvalidArgumentError("inputs/input_kernel shapes do not match"));
+    OP_REQUIRES(context, !has_bias || bias.NumElements() == units,
+                absl::InvalidArgumentError("bias must be [units]"));
     const bool has_grad_states = grad_states.NumElements() > 0;
     OP_REQUIRES(context, !has_grad_states || grad_states.shape() == states.shape(),
                 absl::InvalidArgumentError("grad_states must match states"));
