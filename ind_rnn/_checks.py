@@ -67,13 +67,18 @@ def known_feature_size(name, shape, rank):
 
 
 def projection_shapes(inputs_shape, input_kernel_shape, bias_shape):
-    """Checks `[batch, time, depth]` inputs against a `[depth, units]` kernel and `[units]` bias."""
-    depth = known_feature_size("inputs", inputs_shape, rank=3)
-    kernel = tuple(input_kernel_shape)
-    if len(kernel) != 2 or kernel[0] != depth:
+    """Checks `[batch, time, depth]` inputs against a `[depth, units]` kernel and `[units]` bias.
+
+    Dimensions not known while tracing (e.g. a loop's output) are not compared.
+    """
+    inputs, kernel, bias = (tuple(shape) for shape in
+                            (inputs_shape, input_kernel_shape, bias_shape))
+    if len(inputs) != 3:
+        raise ValueError(_invalid("inputs", "a shape of rank 3 [batch, time, depth]", inputs))
+    depth = inputs[-1]
+    if len(kernel) != 2 or None not in (depth, kernel[0]) and kernel[0] != depth:
         raise ValueError(_invalid("input_kernel", f"a shape [{depth}, units] (depth of `inputs`)",
                                   kernel))
-    bias = tuple(bias_shape)
-    if bias != kernel[1:]:
+    if len(bias) != 1 or None not in (bias[0], kernel[1]) and bias[0] != kernel[1]:
         raise ValueError(_invalid("bias", f"a shape [{kernel[1]}] (units of `input_kernel`)",
                                   bias))
