@@ -186,6 +186,36 @@ def test_masked_gradients_match_per_sequence_reference(engine, rng):
     np.testing.assert_array_equal(got[0].numpy()[~mask], 0.0)
 
 
+@pytest.mark.parametrize("read", ["last", "scattered", "early"])
+@pytest.mark.parametrize("cell_type", ["RNN", "LSTM", "GRU"])
+def test_gradients_when_the_loss_reads_few_outputs(cell_type, read, rng):
+    # The native backward skips a tile's steps until a nonzero gradient
+    # reaches it. Batch 8 and dilation 8 give 64 rows, several tiles, so
+    # that some tiles are skipped and others not, and some start mid-way.
+    inputs = tf.constant(rng.normal(size=(8, 29, 2)))
+    layer = _layer(_cells(cell_type, [4, 3, 5]), [1, 4, 8], rng, inputs,
+                   return_sequences=True, implementation="native")
+    cotangent = np.zeros((8, 29, 5))
+    if read == "last":  # a classifier's loss
+        cotangent[:, -1] = rng.normal(size=(8, 5))
+    elif read == "scattered":
+        for b, t in [(0, 28), (3, 17), (5, 9), (7, 0)]:
+            cotangent[b, t] = rng.normal(size=5)
+    else:  # nothing after step 5: the late steps of every tile are skipped
+        cotangent[2:4, 3:6] = rng.normal(size=(2, 3, 5))
+    cotangent = tf.constant(cotangent)
+    weights = layer.trainable_weights
+    got = _outputs_and_grads(layer, inputs, weights, cotangent)
+    expected = _outputs_and_grads(
+        lambda x: reference.stack_loop(layer.cells, layer.dilations, x),
+        inputs, weights, cotangent)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), atol=1e-10,
+                                   rtol=1e-8)
+    if read == "early":  # the inputs' gradient is exactly zero after step 5
+        np.testing.assert_array_equal(got[1].numpy()[:, 6:], 0.0)
+
+
 def test_fully_masked_sequence_outputs_zeros(rng):
     inputs = tf.constant(rng.normal(size=(2, 5, 2)))
     mask = tf.constant([[True] * 5, [False] * 5])

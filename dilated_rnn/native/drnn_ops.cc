@@ -446,6 +446,18 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
 #endif
 }
 
+// Whether p[0 .. n) are all zero (-0 counts as zero; NaN does not).
+template <typename T>
+bool AllZero(const T* p, Index n) {
+  constexpr Index kChunk = 256;  // vectorised ORs, one early exit per chunk
+  for (Index i = 0; i < n; i += kChunk) {
+    bool any = false;
+    for (Index j = i, end = std::min(n, i + kChunk); j < end; ++j) any |= p[j] != T(0);
+    if (any) return false;
+  }
+  return true;
+}
+
 // Weight-gradient sums of one part: float per flush period, double overall.
 template <typename T>
 struct Gradients {
@@ -478,6 +490,16 @@ struct Gradients {
 // Backward over rows [first, first + m): dL/dx for every step, and the
 // weight and bias gradients added into `grads`. `carry` is dL/dh (and dL/dc)
 // arriving from step t + 1; a masked step passes it through unchanged.
+//
+// Steps are skipped, from the last one back, for as long as no gradient has
+// reached the tile: the carry is zero and the tile's rows of grad_hidden are
+// all zero, so every gradient of the step is exactly zero (its dL/dx is
+// written as zeros; it adds nothing to the weight gradients). A loss that
+// reads only some outputs leaves most rows of a stack's upper layers in that
+// state: with only the last output read, a layer of dilation r gets nonzero
+// gradients on 1 / r of its rows (one phase), all of them in other rows
+// being exactly zero. (Skipping also means that a non-finite state in such a
+// row does not turn the zero gradient into NaN, as 0 * inf would.)
 // ------------------------------------------------------------------------
 template <typename T>
 void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hidden,
@@ -489,10 +511,19 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
       back(tile_rows * (units + p.depth)), ones(tile_rows);
   std::fill(ones.get(), ones.get() + tile_rows, T(1));
   const Index recurrent_width = RecurrentGates(p.cell) * units;
+  bool reached = false;  // whether any gradient has reached the tile yet
   for (Index t = p.steps - 1, done = 0; t >= 0; --t, ++done) {
     // Rows missing from the last step keep a zero carry: nothing follows them.
     const Index m = p.TileRows(t, first, tile_rows), n = m * units;
     if (m == 0) continue;
+    if (!reached) {
+      if (AllZero(p.At(grad_hidden, t, first, units), n)) {
+        T* dx = p.At(grad_inputs, t, first, p.depth);
+        std::fill(dx, dx + m * p.depth, T(0));
+        continue;
+      }
+      reached = true;
+    }
     const T* h_prev = t == 0 ? zeros.get() : p.At(hidden, t - 1, first, units);
     // The RNN's derivative is read off its output, the others' gates off the
     // forward pass's gates.
