@@ -29,6 +29,13 @@ Models:
 * `DilatedRNNClassifier`: this library's Keras model (default settings).
 * `drnn_classification`: the TF1-named function on a `keras.Input`.
 
+`--loss every-step` times a class per step instead (the naive port and
+`DilatedRNN(return_sequences=True)`, each followed by Dense): every output
+then gets a gradient. With the demo's loss on the last output only, a layer
+of dilation r gets nonzero gradients on 1 / r of its rows, and the native
+backward skips the rest (see `drnn_ops.cc`); this mode shows the speed
+without that.
+
 Run `python benchmarks/drnn_speed.py` (about 4 minutes on 2 cores);
 `--steps 20` for steadier medians, `--cells GRU` for one cell type, `--quick`
 for a short smoke run.
@@ -80,25 +87,36 @@ class _Undilate(keras.layers.Layer):
         return y[:, :self.steps, :]
 
 
-def naive_model(cell_type, hidden, dilations, steps, n_classes):
+def naive_model(cell_type, hidden, dilations, steps, n_classes,
+                every_step=False):
     inputs = keras.Input((steps, 1))
     x = inputs
     for cell, rate in zip(cells_lib.construct_cells(hidden, cell_type),
                           dilations):
         y = keras.layers.RNN(cell, return_sequences=True)(_Dilate(rate)(x))
         x = _Undilate(rate, steps)(y)
+    if every_step:
+        return keras.Model(inputs, keras.layers.Dense(n_classes)(x))
     fused = keras.ops.reshape(x[:, -dilations[0]:, :],
                               (-1, dilations[0] * hidden[-1]))
     return keras.Model(inputs, keras.layers.Dense(n_classes)(fused))
 
 
-def classifier_model(cell_type, hidden, dilations, steps, n_classes):
-    del steps
+def classifier_model(cell_type, hidden, dilations, steps, n_classes,
+                     every_step=False):
+    if every_step:  # a class per step: the layer's sequence, then Dense
+        inputs = keras.Input((steps, 1))
+        x = dilated_rnn.DilatedRNN(hidden, dilations, cell_type=cell_type,
+                                   return_sequences=True)(inputs)
+        return keras.Model(inputs, keras.layers.Dense(n_classes)(x))
     return dilated_rnn.DilatedRNNClassifier(hidden, dilations, n_classes,
                                             cell_type=cell_type)
 
 
-def legacy_model(cell_type, hidden, dilations, steps, n_classes):
+def legacy_model(cell_type, hidden, dilations, steps, n_classes,
+                 every_step=False):
+    if every_step:
+        raise ValueError("drnn_classification reads only the last outputs")
     inputs = keras.Input((steps, 1))
     logits = dilated_rnn.drnn_classification(
         inputs, hidden, dilations, steps, n_classes, cell_type=cell_type)
@@ -118,7 +136,7 @@ def first_step(build, jit_compile, cell_type, args, batch):
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
     model = build(cell_type, [args.hidden] * args.layers, args.dilations,
-                  args.n_steps, 10)
+                  args.n_steps, 10, every_step=args.loss == "every-step")
     model.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=1e-3, rho=0.9),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -156,6 +174,11 @@ def main():
     parser.add_argument("--n-steps", type=int, default=784)
     parser.add_argument("--hidden", type=int, default=20)
     parser.add_argument("--layers", type=int, default=9)
+    parser.add_argument(
+        "--loss", choices=["last", "every-step"], default="last",
+        help="'last': the demo, a class from the last output; 'every-step': "
+             "a class per step, so that every output gets a gradient (the "
+             "native backward then has no zero-gradient rows to skip)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 3 layers, 64 steps, batch 16")
     args = parser.parse_args()
@@ -172,14 +195,19 @@ def main():
           f"{time.perf_counter() - start:.1f} s "
           f"({'cached' if cached else 'built now, once per machine'})")
     rng = np.random.RandomState(0)
+    labels_shape = (args.batch,) + ((args.n_steps,) if args.loss ==
+                                    "every-step" else ())
     batch = (rng.rand(args.batch, args.n_steps, 1).astype("float32"),
-             rng.randint(0, 10, size=args.batch))
+             rng.randint(0, 10, size=labels_shape))
+    if args.loss == "every-step":
+        args.models = [m for m in args.models if m != "drnn_classification"]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"# TF {tf.__version__}, Keras {keras.__version__}, "
           f"{os.cpu_count()} CPUs, load average {load} at the start; "
           f"{args.layers} layers of {args.hidden}, dilations "
           f"1..{args.dilations[-1]}, batch {args.batch}, T {args.n_steps}, "
-          f"median of {args.steps} steps", flush=True)
+          f"median of {args.steps} steps, loss on the {args.loss} output(s)",
+          flush=True)
     print("| cell | model | params | first step (s) | step (s) | speed-up "
           "| CPU s/step | CPU speed-up |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -195,7 +223,9 @@ def main():
             wall, cpu = steps[name]
             ratios = [f"{min(n[k] for n in naive) / steps[name][k]:.1f}x"
                       if naive else "" for k in (0, 1)]
-            print(f"| {cell_type} | {name} | {model.count_params():,} | "
+            shown = ("DilatedRNN + Dense" if args.loss == "every-step"
+                     and name == "DilatedRNNClassifier" else name)
+            print(f"| {cell_type} | {shown} | {model.count_params():,} | "
                   f"{firsts[name]:.1f} | {wall:.3f} | {ratios[0]} | "
                   f"{cpu:.3f} | {ratios[1]} |", flush=True)
         keras.backend.clear_session()
