@@ -330,11 +330,23 @@ struct Problem {
     return base + (t * rows + first) * features;
   }
   bool Valid(Index t, Index row) const { return mask == nullptr || mask[t * rows + row]; }
-  // How many of the tile's m rows starting at `first` exist at dilated step
-  // t: all but in the last step, where phases past the end are missing.
+  // How many rows exist at dilated step t: all but in the last step, where
+  // phases past the end are missing.
+  Index Existing(Index t) const { return std::min(rows, (time - t * rate) * batch); }
+  // How many of the tile's m rows starting at `first` exist at dilated step t.
   Index TileRows(Index t, Index first, Index m) const {
-    const Index existing = std::min(rows, (time - t * rate) * batch);
-    return std::max<Index>(0, std::min(m, existing - first));
+    return std::max<Index>(0, std::min(m, Existing(t) - first));
+  }
+  // The GRU's gates tensor holds, per dilated step, the [r, u] rows of all
+  // its rows and then their candidate rows, so that each is written as one
+  // run and read with the stride of the other per-unit arrays.
+  template <typename P>
+  P* GruGates(P* gates, Index t, Index first) const {
+    return gates + t * rows * width() + first * 2 * units;
+  }
+  template <typename P>
+  P* GruCandidate(P* gates, Index t, Index first) const {
+    return gates + t * rows * width() + Existing(t) * 2 * units + first * units;
   }
 };
 
@@ -392,13 +404,14 @@ void KeepMasked(const Problem<T>& p, Index t, Index first, Index m,
 // A masked step keeps the previous state.
 // ------------------------------------------------------------------------
 // The gates tensor, [time, batch, gates * units], holds per row the LSTM's
-// four sigmoids (as StepGates leaves them) or the GRU's r, u and candidate;
-// the RNN has none (its derivative is read off its output).
+// four sigmoids (as StepGates leaves them), or the GRU's r, u and candidate
+// (laid out as Problem::GruGates says); the RNN has none (its derivative is
+// read off its output).
 template <typename T>
 void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T* cells,
                  T* gates) {
   const Index units = p.units, width = p.width();
-  Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width), staged(tile_rows * width),
+  Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width),
       candidate_buffer(tile_rows * units), reset_prev(tile_rows * units),
       projected(tile_rows * std::max(width, p.depth + units));
   for (Index t = 0; t < p.steps; ++t) {
@@ -431,13 +444,8 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
           const T u = g[i * 2 * units + units + k];
           h[i * units + k] = u * h_prev[i * units + k] + (T(1) - u) * candidate[i * units + k];
         }
-      T* stored = staged.get();  // rows of [r, u, candidate]
-      for (Index i = 0; i < m; ++i) {
-        for (Index k = 0; k < 2 * units; ++k) stored[i * width + k] = g[i * 2 * units + k];
-        for (Index k = 0; k < units; ++k)
-          stored[i * width + 2 * units + k] = candidate[i * units + k];
-      }
-      StreamCopy(p.At(gates, t, first, width), stored, m * width);
+      StreamCopy(p.GruGates(gates, t, first), g, m * 2 * units);
+      StreamCopy(p.GruCandidate(gates, t, first), candidate, m * units);
     }
     KeepMasked(p, t, first, m, h_prev, h);
   }
@@ -527,11 +535,14 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
     const T* h_prev = t == 0 ? zeros.get() : p.At(hidden, t - 1, first, units);
     // The RNN's derivative is read off its output, the others' gates off the
     // forward pass's gates.
-    const T* zt = p.cell == Cell::kRnn ? nullptr : p.At(gates, t, first, width);
+    const T* zt = p.cell == Cell::kLstm ? p.At(gates, t, first, width) : nullptr;
+    // GRU: rows of [r, u] (stride 2 * units) and of the candidate (stride units).
+    const T* ru = p.cell == Cell::kGru ? p.GruGates(gates, t, first) : nullptr;
+    const T* c = p.cell == Cell::kGru ? p.GruCandidate(gates, t, first) : nullptr;
     if (p.cell == Cell::kGru)
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k)
-          reset_prev.get()[i * units + k] = zt[i * width + k] * h_prev[i * units + k];
+          reset_prev.get()[i * units + k] = ru[i * 2 * units + k] * h_prev[i * units + k];
     Vec<T>(grad.get(), n) =
         Vec<T>(carry_h.get(), n) + ConstVec<T>(p.At(grad_hidden, t, first, units), n);
     const T* g = grad.get();
@@ -563,11 +574,10 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
           if (!p.Valid(t, first + i))
             std::copy(kept_c.get() + i * units, kept_c.get() + (i + 1) * units, cc + i * units);
     } else {
-      const T* c = zt + 2 * units;  // row stride: width
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k) {
           const Index s = i * units + k;
-          const T u = zt[i * width + units + k], cs = c[i * width + k];
+          const T u = ru[i * 2 * units + units + k], cs = c[s];
           d[i * width + 2 * units + k] = g[s] * (T(1) - u) * (T(1) - cs * cs);
         }
       Product(Strided<T>{d + 2 * units, width}, p.candidate_t, Strided<T>{nullptr, 0},
@@ -575,9 +585,9 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
       for (Index i = 0; i < m; ++i)
         for (Index k = 0; k < units; ++k) {
           const Index s = i * units + k;
-          const T r = zt[i * width + k], u = zt[i * width + units + k];
+          const T r = ru[i * 2 * units + k], u = ru[i * 2 * units + units + k];
           d[i * width + k] = d_reset.get()[s] * h_prev[s] * r * (T(1) - r);
-          d[i * width + units + k] = g[s] * (h_prev[s] - c[i * width + k]) * u * (T(1) - u);
+          d[i * width + units + k] = g[s] * (h_prev[s] - c[s]) * u * (T(1) - u);
         }
     }
     // Masked steps contribute nothing but pass dL/dh through.
@@ -599,7 +609,11 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
         Prefetch<0>(p.At(grad_hidden, t - 1, row, units), units);
         if (t > 1) Prefetch<0>(p.At(hidden, t - 2, row, units), units);
         if (p.cell == Cell::kRnn) Prefetch<0>(p.At(hidden, t - 1, row, units), units);
-        if (p.cell != Cell::kRnn) Prefetch<0>(p.At(gates, t - 1, row, width), width);
+        if (p.cell == Cell::kLstm) Prefetch<0>(p.At(gates, t - 1, row, width), width);
+        if (p.cell == Cell::kGru) {
+          Prefetch<0>(p.GruGates(gates, t - 1, row), 2 * units);
+          Prefetch<0>(p.GruCandidate(gates, t - 1, row), units);
+        }
         if (p.cell == Cell::kLstm) {
           Prefetch<0>(p.At(cells, t - 1, row, units), units);
           if (t > 1) Prefetch<0>(p.At(cells, t - 2, row, units), units);
@@ -611,7 +625,7 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
         const Index s = i * units + k;
         ch[s] = bk[i * back_width + k];
         if (p.cell == Cell::kGru)  // h' = u h + ..., and r h feeds the candidate
-          ch[s] += g[s] * zt[i * width + units + k] + d_reset.get()[s] * zt[i * width + k];
+          ch[s] += g[s] * ru[i * 2 * units + units + k] + d_reset.get()[s] * ru[i * 2 * units + k];
       }
       for (Index k = 0; k < p.depth; ++k) dx[i * p.depth + k] = bk[i * back_width + units + k];
     }
