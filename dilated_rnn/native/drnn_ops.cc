@@ -149,33 +149,45 @@ struct Lane<double> {
 };
 #endif
 
+// One term a @ b of a product: a's rows times the packed matrix b.
+template <typename T>
+struct Term {
+  Strided<T> a;
+  const Packed<T>* b;
+};
+
 // The products' register tile: rows [i, i + R) by the C vectors of columns
 // from c, R * C accumulators held in registers across the whole sum (the
 // unroll pragmas keep GCC from spilling the arrays to memory); each step
-// of the sum loads C vectors of b's row and broadcasts R elements of a.
+// of the sum loads C vectors of b's row and broadcasts R elements of a. The
+// sum runs over the terms in turn (their b's have the same columns).
 template <typename T, int R, int C>
-inline void ProductTile(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
+inline void ProductTile(const Term<T>* terms, int count, Strided<T> init, T* out,
                         Index out_stride, Index i, Index c, bool accumulate) {
   typedef T Vector __attribute__((vector_size(kVectorBytes)));
   constexpr Index lanes = Lanes<T>();
-  const Index k = b.rows, n = b.cols;
+  const Index n = terms[0].b->cols;
   Vector acc[R][C];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int q = 0; q < C; ++q) acc[r][q] = Vector{};
-  const T* bp = b.data.data() + c;
-  const T* ap = a.p + i * a.stride;
-  for (Index p = 0; p < k; ++p) {
-    Vector column[C];
+  for (int term = 0; term < count; ++term) {
+    const Packed<T>& b = *terms[term].b;
+    const Strided<T> a = terms[term].a;
+    const T* bp = b.data.data() + c;
+    const T* ap = a.p + i * a.stride;
+    for (Index p = 0; p < b.rows; ++p) {
+      Vector column[C];
 #pragma GCC unroll 16
-    for (int q = 0; q < C; ++q)
-      std::memcpy(&column[q], bp + p * b.stride + q * lanes, sizeof(Vector));
+      for (int q = 0; q < C; ++q)
+        std::memcpy(&column[q], bp + p * b.stride + q * lanes, sizeof(Vector));
 #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const T s = ap[r * a.stride + p];
+      for (int r = 0; r < R; ++r) {
+        const T s = ap[r * a.stride + p];
 #pragma GCC unroll 16
-      for (int q = 0; q < C; ++q) acc[r][q] += s * column[q];
+        for (int q = 0; q < C; ++q) acc[r][q] += s * column[q];
+      }
     }
   }
 #pragma GCC unroll 16
@@ -193,38 +205,48 @@ inline void ProductTile(Strided<T> a, const Packed<T>& b, Strided<T> init, T* ou
 
 // Rows as tall as the registers allow for C vectors of columns.
 template <typename T, int C>
-void ProductColumns(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
+void ProductColumns(const Term<T>* terms, int count, Strided<T> init, T* out,
                     Index out_stride, Index m, Index c, bool accumulate) {
   constexpr int R = C <= 3 ? 8 : C == 4 ? 6 : 4;
   Index i = 0;
-  for (; i + R <= m; i += R) ProductTile<T, R, C>(a, b, init, out, out_stride, i, c, accumulate);
-  for (; i + 4 <= m; i += 4) ProductTile<T, 4, C>(a, b, init, out, out_stride, i, c, accumulate);
-  for (; i < m; ++i) ProductTile<T, 1, C>(a, b, init, out, out_stride, i, c, accumulate);
+  for (; i + R <= m; i += R)
+    ProductTile<T, R, C>(terms, count, init, out, out_stride, i, c, accumulate);
+  for (; i + 4 <= m; i += 4)
+    ProductTile<T, 4, C>(terms, count, init, out, out_stride, i, c, accumulate);
+  for (; i < m; ++i) ProductTile<T, 1, C>(terms, count, init, out, out_stride, i, c, accumulate);
 }
 
-// out[i, :n] = (out[i, :n] if accumulate) + init[i, :n] + a[i, :k] @ b[:k, :n]
-// for i < m. `init` may be null; its stride may be 0 (a bias row). Only the
-// n columns of `out` are written. The columns are cut into groups of at most
-// 5 vectors (6 as 4 + 2, 8 as 4 + 4).
+// out[i, :n] = (out[i, :n] if accumulate) + init[i, :n] + the sum over the
+// terms of a[i, :k] @ b[:k, :n], for i < m. `init` may be null; its stride
+// may be 0 (a bias row). Only the n columns of `out` are written. The
+// columns are cut into groups of at most 5 vectors (6 as 4 + 2, 8 as 4 + 4).
 template <typename T>
-void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
-             Index out_stride, Index m, bool accumulate) {
+void ProductSum(const Term<T>* terms, int count, Strided<T> init, T* out, Index out_stride,
+                Index m, bool accumulate) {
   constexpr Index lanes = Lanes<T>();
-  const Index chunks = (b.cols + lanes - 1) / lanes;
+  const Index chunks = (terms[0].b->cols + lanes - 1) / lanes;
   for (Index q = 0; q < chunks;) {
     const Index left = chunks - q;
     const int take =
         left >= 5 && left != 6 && left != 8 ? 5 : left >= 4 ? 4 : static_cast<int>(left);
     const Index c = q * lanes;
     switch (take) {
-      case 1: ProductColumns<T, 1>(a, b, init, out, out_stride, m, c, accumulate); break;
-      case 2: ProductColumns<T, 2>(a, b, init, out, out_stride, m, c, accumulate); break;
-      case 3: ProductColumns<T, 3>(a, b, init, out, out_stride, m, c, accumulate); break;
-      case 4: ProductColumns<T, 4>(a, b, init, out, out_stride, m, c, accumulate); break;
-      default: ProductColumns<T, 5>(a, b, init, out, out_stride, m, c, accumulate); break;
+      case 1: ProductColumns<T, 1>(terms, count, init, out, out_stride, m, c, accumulate); break;
+      case 2: ProductColumns<T, 2>(terms, count, init, out, out_stride, m, c, accumulate); break;
+      case 3: ProductColumns<T, 3>(terms, count, init, out, out_stride, m, c, accumulate); break;
+      case 4: ProductColumns<T, 4>(terms, count, init, out, out_stride, m, c, accumulate); break;
+      default: ProductColumns<T, 5>(terms, count, init, out, out_stride, m, c, accumulate); break;
     }
     q += take;
   }
+}
+
+// The same for one term, a @ b.
+template <typename T>
+void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
+             Index out_stride, Index m, bool accumulate) {
+  const Term<T> term{a, &b};
+  ProductSum(&term, 1, init, out, out_stride, m, accumulate);
 }
 
 // out[p0 + r, c:c + lanes] += sum_i a[i, p0 + r] * b[i, c:c + lanes] for
@@ -317,7 +339,6 @@ struct Problem {
   const T* inputs = nullptr;  // [time, batch, depth]
   const bool* mask = nullptr;  // [time, batch], or null
   Packed<T> input_kernel, recurrent, candidate;           // forward
-  Packed<T> stacked;  // RNN, LSTM: [W_x; U], [D + H, G * H], for [x, h] rows
   // Backward: [U^T | W_x^T] side by side, [G*H, H + D] (U^T zero in the
   // GRU candidate's rows), so that one product gives dL/dh_prev and dL/dx;
   // and U_c^T.
@@ -354,7 +375,7 @@ struct Problem {
 // the previous state. RNN: z = pre-activation. LSTM: z = the four sigmoids
 // (see Problem). GRU: z = [r, u] sigmoids, candidate = tanh(...),
 // reset_prev = r * h_prev.
-// `projected` is scratch of [m, max(D + H, G * H)].
+// `projected` is scratch of [m, G * H] (GRU: x @ W_x + b).
 template <typename T>
 void StepGates(const Problem<T>& p, Index t, Index first, Index m, const T* h_prev,
                T* z, T* candidate, T* reset_prev, T* projected) {
@@ -364,13 +385,10 @@ void StepGates(const Problem<T>& p, Index t, Index first, Index m, const T* h_pr
   const Strided<T> h{h_prev, units};
   const Strided<T> bias{p.bias.data(), 0};
   if (p.cell != Cell::kGru) {
-    // [x, h] @ [W_x; U]: one product, as TF1 did, accumulated in registers.
-    const Index joint = p.depth + units;
-    for (Index i = 0; i < m; ++i) {
-      for (Index k = 0; k < p.depth; ++k) projected[i * joint + k] = x_rows[i * p.depth + k];
-      for (Index k = 0; k < units; ++k) projected[i * joint + p.depth + k] = h_prev[i * units + k];
-    }
-    Product(Strided<T>{projected, joint}, p.stacked, bias, z, width, m, false);
+    // x @ W_x + h @ U, summed in registers in the order of TF1's one product
+    // [x, h] @ [W_x; U].
+    const Term<T> terms[2] = {{x, &p.input_kernel}, {h, &p.recurrent}};
+    ProductSum(terms, 2, bias, z, width, m, false);
     if (p.cell == Cell::kLstm) Vec<T>(z, m * width) = Vec<T>(z, m * width).logistic();
     return;
   }
@@ -413,7 +431,7 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
   const Index units = p.units, width = p.width();
   Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width),
       candidate_buffer(tile_rows * units), reset_prev(tile_rows * units),
-      projected(tile_rows * std::max(width, p.depth + units));
+      projected(tile_rows * width);
   for (Index t = 0; t < p.steps; ++t) {
     const Index m = p.TileRows(t, first, tile_rows), n = m * units;
     if (m == 0) continue;
@@ -701,13 +719,6 @@ void ReadProblem(OpKernelContext* context, Cell cell, bool has_mask, float forge
       p->recurrent.at(a, b) = scale(b) * u[a * recurrent_width + b];
       p->transposed.at(b, a) = u[a * recurrent_width + b];
     }
-  if (cell != Cell::kGru) {
-    p->stacked.Reset(p->depth + units, width);
-    for (Index a = 0; a < p->depth + units; ++a)
-      for (Index b = 0; b < width; ++b)
-        p->stacked.at(a, b) = a < p->depth ? p->input_kernel.at(a, b)
-                                           : p->recurrent.at(a - p->depth, b);
-  }
   if (cell == Cell::kGru) {
     const T* c = candidate.flat<T>().data();
     p->candidate.Reset(units, units);
