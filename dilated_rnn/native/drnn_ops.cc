@@ -475,13 +475,40 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
 // Whether p[0 .. n) are all zero (-0 counts as zero; NaN does not).
 template <typename T>
 bool AllZero(const T* p, Index n) {
-  constexpr Index kChunk = 256;  // vectorised ORs, one early exit per chunk
-  for (Index i = 0; i < n; i += kChunk) {
+  constexpr Index kChunk = 256;  // one early exit per chunk
+  Index i = 0;
+#ifdef __AVX512F__
+  if constexpr (std::is_same<T, float>::value) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (; i + kChunk <= n; i += kChunk) {
+      __mmask16 nonzero = 0;
+      for (Index j = i; j < i + kChunk; j += 16)
+        nonzero |= _mm512_cmp_ps_mask(_mm512_loadu_ps(p + j), zero, _CMP_NEQ_UQ);
+      if (nonzero) return false;
+    }
+  }
+#endif
+  for (; i < n; i += kChunk) {
     bool any = false;
     for (Index j = i, end = std::min(n, i + kChunk); j < end; ++j) any |= p[j] != T(0);
     if (any) return false;
   }
   return true;
+}
+
+// dst[:count] = 0 with non-temporal stores where they fit (see StreamCopy):
+// the dL/dx of steps no gradient reached, not read again soon.
+template <typename T>
+void StreamZeros(T* dst, Index count) {
+  Index done = 0;
+#ifdef __AVX512F__
+  if constexpr (std::is_same<T, float>::value) {
+    for (; done < count && reinterpret_cast<std::uintptr_t>(dst + done) % 64 != 0; ++done)
+      dst[done] = T(0);
+    for (; done + 16 <= count; done += 16) _mm512_stream_ps(dst + done, _mm512_setzero_ps());
+  }
+#endif
+  std::fill(dst + done, dst + count, T(0));
 }
 
 // Weight-gradient sums of one part: float per flush period, double overall.
@@ -520,7 +547,8 @@ struct Gradients {
 // Steps are skipped, from the last one back, for as long as no gradient has
 // reached the tile: the carry is zero and the tile's rows of grad_hidden are
 // all zero, so every gradient of the step is exactly zero (its dL/dx is
-// written as zeros; it adds nothing to the weight gradients). A loss that
+// written as zeros; it adds nothing to the weight gradients). A tile that no
+// gradient reaches allocates nothing. A loss that
 // reads only some outputs leaves most rows of a stack's upper layers in that
 // state: with only the last output read, a layer of dilation r gets nonzero
 // gradients on 1 / r of its rows (one phase), all of them in other rows
@@ -532,24 +560,26 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
                   const T* cells, const T* gates, const T* grad_hidden, T* grad_inputs,
                   Gradients<T>* grads) {
   const Index units = p.units, width = p.width(), size = tile_rows * units;
+  Index last = p.steps - 1;  // the last step that a gradient reaches
+  for (; last >= 0; --last) {
+    const Index m = p.TileRows(last, first, tile_rows);
+    if (m == 0) continue;  // rows missing from the last step
+    if (!AllZero(p.At(grad_hidden, last, first, units), m * units)) break;
+    StreamZeros(p.At(grad_inputs, last, first, p.depth), m * p.depth);
+  }
+#ifdef __AVX512F__
+  _mm_sfence();  // the zeros' non-temporal stores are done before the tile is
+#endif
+  if (last < 0) return;
   Buffer<T> zeros(size), reset_prev(size), d_pre(tile_rows * width), carry_h(size),
       carry_c(size), kept_c(size), grad(size), tanh_c(size), d_reset(size),
       back(tile_rows * (units + p.depth)), ones(tile_rows);
   std::fill(ones.get(), ones.get() + tile_rows, T(1));
   const Index recurrent_width = RecurrentGates(p.cell) * units;
-  bool reached = false;  // whether any gradient has reached the tile yet
-  for (Index t = p.steps - 1, done = 0; t >= 0; --t, ++done) {
+  for (Index t = last, done = 0; t >= 0; --t, ++done) {
     // Rows missing from the last step keep a zero carry: nothing follows them.
     const Index m = p.TileRows(t, first, tile_rows), n = m * units;
     if (m == 0) continue;
-    if (!reached) {
-      if (AllZero(p.At(grad_hidden, t, first, units), n)) {
-        T* dx = p.At(grad_inputs, t, first, p.depth);
-        std::fill(dx, dx + m * p.depth, T(0));
-        continue;
-      }
-      reached = true;
-    }
     const T* h_prev = t == 0 ? zeros.get() : p.At(hidden, t - 1, first, units);
     // The RNN's derivative is read off its output, the others' gates off the
     // forward pass's gates.
