@@ -391,6 +391,9 @@ def native_sequence(kind, inputs, input_kernel, bias, kernels, mask=None,
     `bias` hold the gate and the candidate parts side by side) and return all
     gradients. Of the tensors of the projected sequence's size, only the
     LSTM's and GRU's gate activations are stored, for the backward pass.
+    The backward pass skips the rows and steps that no nonzero gradient
+    reaches (exactly zero gradients there): with a loss on the last output
+    only, a layer of dilation r gets gradients on 1 / r of its rows.
 
     Returns:
         The hidden states `[time, batch, units]`: state `t` follows from

@@ -20,6 +20,10 @@
 // recomputing them); the projected inputs and the pre-activation gradients
 // never leave the cache.
 //
+// The backward pass starts each tile at the last step that a nonzero
+// gradient reaches (BackwardTile): a loss that reads only some outputs leaves
+// most rows of a stack's upper layers with exactly zero gradients.
+//
 // The maths is that of dilated_rnn/kernels.py; the Python tests compare the
 // two and both against independent references.
 #include <algorithm>
