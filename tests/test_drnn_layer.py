@@ -34,9 +34,13 @@ def _outputs_and_grads(fn, inputs, weights, cotangent):
     return [outputs] + tape.gradient(loss, [inputs] + list(weights))
 
 
-def _assert_matches_reference(layer, inputs, rng, atol=1e-10):
-    expected_out = reference.stack_loop(layer.cells, layer.dilations, inputs)
-    cotangent = tf.constant(rng.normal(size=expected_out.shape))
+def _assert_matches_reference(layer, inputs, rng, atol=1e-10, cotangent=None):
+    """Outputs and gradients (of sum(outputs * cotangent), a random cotangent
+    by default) against the plain-loop reference; returns ours."""
+    if cotangent is None:
+        expected_out = reference.stack_loop(layer.cells, layer.dilations,
+                                            inputs)
+        cotangent = tf.constant(rng.normal(size=expected_out.shape))
     weights = layer.trainable_weights
     got = _outputs_and_grads(layer, inputs, weights, cotangent)
     expected = _outputs_and_grads(
@@ -44,6 +48,7 @@ def _assert_matches_reference(layer, inputs, rng, atol=1e-10):
         inputs, weights, cotangent)
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g.numpy(), e.numpy(), atol=atol, rtol=1e-8)
+    return got
 
 
 def _cells(cell_type, units):
@@ -203,15 +208,8 @@ def test_gradients_when_the_loss_reads_few_outputs(cell_type, read, rng):
             cotangent[b, t] = rng.normal(size=5)
     else:  # nothing after step 5: the late steps of every tile are skipped
         cotangent[2:4, 3:6] = rng.normal(size=(2, 3, 5))
-    cotangent = tf.constant(cotangent)
-    weights = layer.trainable_weights
-    got = _outputs_and_grads(layer, inputs, weights, cotangent)
-    expected = _outputs_and_grads(
-        lambda x: reference.stack_loop(layer.cells, layer.dilations, x),
-        inputs, weights, cotangent)
-    for g, e in zip(got, expected):
-        np.testing.assert_allclose(g.numpy(), e.numpy(), atol=1e-10,
-                                   rtol=1e-8)
+    got = _assert_matches_reference(layer, inputs, rng,
+                                    cotangent=tf.constant(cotangent))
     if read == "early":  # the inputs' gradient is exactly zero after step 5
         np.testing.assert_array_equal(got[1].numpy()[:, 6:], 0.0)
 
