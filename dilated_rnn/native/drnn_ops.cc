@@ -552,12 +552,12 @@ struct Gradients {
 // reached the tile: the carry is zero and the tile's rows of grad_hidden are
 // all zero, so every gradient of the step is exactly zero (its dL/dx is
 // written as zeros; it adds nothing to the weight gradients). A tile that no
-// gradient reaches allocates nothing. A loss that
-// reads only some outputs leaves most rows of a stack's upper layers in that
-// state: with only the last output read, a layer of dilation r gets nonzero
-// gradients on 1 / r of its rows (one phase), all of them in other rows
-// being exactly zero. (Skipping also means that a non-finite state in such a
-// row does not turn the zero gradient into NaN, as 0 * inf would.)
+// gradient reaches allocates nothing. A loss that reads only some outputs
+// leaves most rows of a stack's upper layers in that state: with only the
+// last output read, a layer of dilation r gets nonzero gradients on 1 / r of
+// its rows (one phase), all of them in other rows being exactly zero.
+// (Skipping also means that a non-finite state in such a row does not turn
+// the zero gradient into NaN, as 0 * inf would.)
 // ------------------------------------------------------------------------
 template <typename T>
 void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hidden,
