@@ -5,7 +5,13 @@ returns the loaded library, or None when it cannot be had (no C++ compiler,
 headers missing, a build error, or the package's switch set to 0): callers
 then use their XLA or plain TensorFlow loops, which compute the same numbers.
 The build needs nothing beyond TensorFlow's own headers and g++; it runs once
-and is cached per source, TensorFlow version and CPU.
+and is cached per source, TensorFlow version, CPU and instruction-set level.
+
+The level is `-march=native` unless the environment variable `RNN_KERNELS_ISA`
+names another: `x86-64-v2` (SSE4.2, no AVX), `x86-64-v3` (AVX2 + FMA),
+`x86-64-v4` (AVX-512), or any other `-march=` value g++ takes. It applies to
+both packages' kernels; a level above what this CPU runs is refused, since
+its library would stop the process with an illegal instruction.
 """
 import hashlib
 import logging
@@ -19,20 +25,83 @@ import tensorflow as tf
 
 _LOG = logging.getLogger(__name__)
 
-# Tried in order. `-march=native` vectorises for this CPU; AVX512-FP16 is
-# switched off because TensorFlow's bundled Eigen headers fail to compile
-# with it under gcc 12. The plain build is the portable fallback.
-_OPTIMISATIONS = (["-O3", "-march=native", "-mno-avx512fp16"], ["-O3"])
+ISA_VARIABLE = "RNN_KERNELS_ISA"
+
+# The CPU flags each x86-64 level needs (the psABI's levels, as /proc/cpuinfo
+# names them); a level is runnable when this CPU has all of its flags and
+# those of the levels below.
+_X86_LEVELS = (
+    ("x86-64-v2", ("cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3")),
+    ("x86-64-v3", ("avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe")),
+    ("x86-64-v4", ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")),
+)
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            line = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        line = ""
+    return set(line.partition(":")[2].split())
+
+
+def cpu_model():
+    """The CPU's model name, as /proc/cpuinfo gives it (else `platform`'s)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_level():
+    """The highest x86-64 level this CPU runs ("x86-64", ... "x86-64-v4"), or
+    the machine name on other CPUs."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return platform.machine()
+    flags, level = _cpu_flags(), "x86-64"
+    for name, needed in _X86_LEVELS:
+        if not flags.issuperset(needed):
+            break
+        level = name
+    return level
+
+
+def requested_isa():
+    """The `-march=` value the kernels are built for: `$RNN_KERNELS_ISA` or
+    "native".
+
+    Raises:
+        ValueError: the variable names an x86-64 level this CPU cannot run.
+    """
+    isa = os.environ.get(ISA_VARIABLE, "").strip() or "native"
+    levels = [name for name, _ in _X86_LEVELS]
+    if isa in levels:
+        have = cpu_level()
+        if have not in levels or levels.index(isa) > levels.index(have):
+            raise ValueError(
+                f"Received an invalid value for the environment variable `{ISA_VARIABLE}`: "
+                f"{isa!r} needs a CPU at that level, and this one ({cpu_model()}) is "
+                f"{have}. Use a level up to {have}, or unset it for -march=native.")
+    return isa
+
+
+def _optimisations(isa):
+    """The g++ option sets, tried in order. AVX512-FP16 is switched off
+    because TensorFlow's bundled Eigen headers fail to compile with it under
+    gcc 12. Only -march=native falls back to the plain portable build: a level
+    asked for by name is built at that level or not at all."""
+    chosen = ["-O3", f"-march={isa}", "-mno-avx512fp16"]
+    return (chosen, ["-O3"]) if isa == "native" else (chosen,)
 
 
 def _cpu_signature():
     """What the `-march=native` build depends on: the CPU's feature flags."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    return platform.machine() + platform.processor() + flags
+    return platform.machine() + platform.processor() + " ".join(sorted(_cpu_flags()))
 
 
 def _build_flags(optimisation):
@@ -40,17 +109,26 @@ def _build_flags(optimisation):
             + tf.sysconfig.get_link_flags())
 
 
-def library_path(source, cache_dir):
-    """Where the library built from `source` for this TF and CPU is cached."""
+def library_path(source, cache_dir, isa=None):
+    """Where the library built from `source` for this TF, CPU and level
+    (default: `requested_isa()`) is cached; the level is in the file name."""
+    isa = isa or requested_isa()
     with open(source, "rb") as source_file:
         key = hashlib.sha256(source_file.read() + tf.__version__.encode()
                              + _cpu_signature().encode()
-                             + repr(_OPTIMISATIONS).encode()).hexdigest()[:16]
+                             + repr(_optimisations(isa)).encode()).hexdigest()[:16]
     stem = os.path.splitext(os.path.basename(source))[0]
-    return os.path.join(cache_dir, f"{stem}_{key}.so")
+    level = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in isa)
+    return os.path.join(cache_dir, f"{stem}_{level}_{key}.so")
 
 
-def _compile(source, target):
+def describe():
+    """One line for benchmark headers: CPU model, its level, the level built."""
+    return (f"CPU: {cpu_model()} | CPU level: {cpu_level()} | kernels built with "
+            f"-march={requested_isa()} (${ISA_VARIABLE})")
+
+
+def _compile(source, target, isa):
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         raise RuntimeError("no C++ compiler (g++) found")
@@ -59,7 +137,7 @@ def _compile(source, target):
     handle, partial = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(target))
     os.close(handle)
     try:
-        for optimisation in _OPTIMISATIONS:
+        for optimisation in _optimisations(isa):
             build = subprocess.run([compiler, source, "-o", partial] + _build_flags(optimisation),
                                    capture_output=True, text=True, timeout=600, check=False)
             if build.returncode == 0:
@@ -89,14 +167,19 @@ def load_op_library(source, package, switch_variable, cache_variable):
 
     Returns:
         The module `tf.load_op_library` returns, or None (a warning is logged).
+
+    Raises:
+        ValueError: `$RNN_KERNELS_ISA` names a level this CPU cannot run.
     """
     if os.environ.get(switch_variable, "1") == "0":
         return None
+    isa = requested_isa()  # a bad setting is the user's error: raised, not logged
     try:
-        target = library_path(source, cache_dir(package, cache_variable))
+        target = library_path(source, cache_dir(package, cache_variable), isa)
         if not os.path.exists(target):
-            _LOG.info("Compiling the %s CPU kernels (once) into %s", package, target)
-            _compile(source, target)
+            _LOG.info("Compiling the %s CPU kernels (once, -march=%s) into %s", package, isa,
+                      target)
+            _compile(source, target, isa)
         return tf.load_op_library(target)
     except Exception as error:  # pylint: disable=broad-except
         _LOG.warning("The fused %s CPU kernels are unavailable (%s); using the XLA / "
