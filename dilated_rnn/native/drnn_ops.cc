@@ -33,7 +33,7 @@
 #include <type_traits>
 #include <vector>
 
-#ifdef __AVX512F__
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -60,10 +60,26 @@ constexpr Index kMinTileRows = 16;
 constexpr Index kTilesPerThread = 4;
 // Float sums of weight gradients are flushed into double totals this often.
 constexpr Index kFlushSteps = 16;
-// The products' vectors: 64 bytes of columns (GCC vector extension, split
-// into narrower instructions where the CPU has none that wide). The weight
-// gradients' register tile is kBlock rows by one vector.
+// The products' vectors (GCC/Clang vector extensions) are the target's
+// native width, and their register tiles are sized to its register file:
+// a vector wider than the registers would be split, and a tile with more
+// accumulators than registers spills to the stack in the innermost loop.
+//   AVX-512: 64 bytes, 32 registers; AVX/AVX2: 32 bytes, 16 registers;
+//   SSE (x86-64-v2) and other CPUs: 16 bytes, 16 registers (32 on aarch64).
+// The weight gradients' register tile is kBlock rows by one vector.
+#if defined(__AVX512F__)
 constexpr Index kVectorBytes = 64;
+constexpr int kRegisters = 32;
+#elif defined(__AVX__)
+constexpr Index kVectorBytes = 32;
+constexpr int kRegisters = 16;
+#elif defined(__aarch64__)
+constexpr Index kVectorBytes = 16;
+constexpr int kRegisters = 32;
+#else
+constexpr Index kVectorBytes = 16;
+constexpr int kRegisters = 16;
+#endif
 constexpr Index kBlock = 8;
 // Extra elements after every scratch buffer, so full-vector loads of a
 // row's last chunk stay inside the allocation.
@@ -112,20 +128,35 @@ struct Strided {  // rows of a row-major matrix: element (i, j) at p[i * stride 
 };
 
 // The first `width` lanes of a vector: loaded (zero beyond) or stored
-// (memory beyond untouched). Masked instructions where AVX-512 has them.
+// (memory beyond untouched). A partial vector (the last chunk of a row of
+// 20 units is 4 of 8 or 16 lanes) moves as at most log2(lanes) pieces of
+// fixed, halving sizes (one 16-byte move for 4 of 8 floats), never element
+// by element; AVX-512 has masked instructions for it.
 template <typename T>
 struct Lane {
   typedef T Vector __attribute__((vector_size(kVectorBytes)));
+  template <Index Bytes>
+  static void Pieces(char* to, const char* from, Index bytes, Index offset) {
+    if constexpr (Bytes >= static_cast<Index>(sizeof(T))) {
+      if (bytes - offset >= Bytes) {
+        std::memcpy(to + offset, from + offset, Bytes);
+        offset += Bytes;
+      }
+      Pieces<Bytes / 2>(to, from, bytes, offset);
+    }
+  }
   static Vector Load(const T* p, Index width) {
     Vector v;
     if (width == Lanes<T>()) { std::memcpy(&v, p, sizeof(v)); return v; }
     v = Vector{};
-    for (Index j = 0; j < width; ++j) v[j] = p[j];
+    Pieces<kVectorBytes / 2>(reinterpret_cast<char*>(&v), reinterpret_cast<const char*>(p),
+                             width * static_cast<Index>(sizeof(T)), 0);
     return v;
   }
   static void Store(T* p, Vector v, Index width) {
     if (width == Lanes<T>()) { std::memcpy(p, &v, sizeof(v)); return; }
-    for (Index j = 0; j < width; ++j) p[j] = v[j];
+    Pieces<kVectorBytes / 2>(reinterpret_cast<char*>(p), reinterpret_cast<const char*>(&v),
+                             width * static_cast<Index>(sizeof(T)), 0);
   }
 };
 #ifdef __AVX512F__
@@ -208,38 +239,60 @@ inline void ProductTile(const Term<T>* terms, int count, Strided<T> init, T* out
 }
 
 // Rows as tall as the registers allow for C vectors of columns.
+// 32 registers: 8 rows for up to 3 vectors, 6 for 4, 4 for 5 (at most 24
+// accumulators). 16 registers: 8 rows of 1 vector, 6 of 2, 4 of 3 (at most
+// 12, leaving room for the C column vectors and a broadcast).
+template <int C>
+constexpr int TileRowsFor() {
+  if constexpr (kRegisters >= 32) return C <= 3 ? 8 : C == 4 ? 6 : 4;
+  return C == 1 ? 8 : C == 2 ? 6 : 4;
+}
+// The most column vectors a tile holds: 5 with 32 registers, 3 with 16.
+constexpr int kMaxTileVectors = kRegisters >= 32 ? 5 : 3;
+
 template <typename T, int C>
 void ProductColumns(const Term<T>* terms, int count, Strided<T> init, T* out,
                     Index out_stride, Index m, Index c, bool accumulate) {
-  constexpr int R = C <= 3 ? 8 : C == 4 ? 6 : 4;
+  constexpr int R = TileRowsFor<C>(), Half = R / 2 > 1 ? R / 2 : 1;
   Index i = 0;
   for (; i + R <= m; i += R)
     ProductTile<T, R, C>(terms, count, init, out, out_stride, i, c, accumulate);
-  for (; i + 4 <= m; i += 4)
-    ProductTile<T, 4, C>(terms, count, init, out, out_stride, i, c, accumulate);
+  for (; i + Half <= m; i += Half)
+    ProductTile<T, Half, C>(terms, count, init, out, out_stride, i, c, accumulate);
   for (; i < m; ++i) ProductTile<T, 1, C>(terms, count, init, out, out_stride, i, c, accumulate);
+}
+
+// How many column vectors the next tile takes when `left` remain: as many as
+// the registers allow, without leaving a lone vector for the last tile
+// (32 registers: 6 as 4 + 2, 8 as 4 + 4; 16 registers: 4 as 2 + 2).
+inline int TakeVectors(Index left) {
+  if (kMaxTileVectors >= 5)
+    return left >= 5 && left != 6 && left != 8 ? 5 : left >= 4 ? 4 : static_cast<int>(left);
+  return left == 4 ? 2 : left >= 3 ? 3 : static_cast<int>(left);
 }
 
 // out[i, :n] = (out[i, :n] if accumulate) + init[i, :n] + the sum over the
 // terms of a[i, :k] @ b[:k, :n], for i < m. `init` may be null; its stride
 // may be 0 (a bias row). Only the n columns of `out` are written. The
-// columns are cut into groups of at most 5 vectors (6 as 4 + 2, 8 as 4 + 4).
+// columns are cut into groups of vectors as TakeVectors says.
 template <typename T>
 void ProductSum(const Term<T>* terms, int count, Strided<T> init, T* out, Index out_stride,
                 Index m, bool accumulate) {
   constexpr Index lanes = Lanes<T>();
   const Index chunks = (terms[0].b->cols + lanes - 1) / lanes;
   for (Index q = 0; q < chunks;) {
-    const Index left = chunks - q;
-    const int take =
-        left >= 5 && left != 6 && left != 8 ? 5 : left >= 4 ? 4 : static_cast<int>(left);
+    const int take = TakeVectors(chunks - q);
     const Index c = q * lanes;
     switch (take) {
       case 1: ProductColumns<T, 1>(terms, count, init, out, out_stride, m, c, accumulate); break;
       case 2: ProductColumns<T, 2>(terms, count, init, out, out_stride, m, c, accumulate); break;
       case 3: ProductColumns<T, 3>(terms, count, init, out, out_stride, m, c, accumulate); break;
+#if defined(__AVX512F__) || defined(__aarch64__)
       case 4: ProductColumns<T, 4>(terms, count, init, out, out_stride, m, c, accumulate); break;
       default: ProductColumns<T, 5>(terms, count, init, out, out_stride, m, c, accumulate); break;
+#else
+      default: break;  // TakeVectors never takes more than 3 here
+#endif
     }
     q += take;
   }
@@ -301,22 +354,48 @@ void Prefetch(const T* start, Index count) {
   for (Index b = 0; b < size; b += 64) __builtin_prefetch(bytes + b, write);
 }
 
+// Non-temporal stores of one native vector of floats (x86: 64, 32 or 16
+// bytes, to an address aligned to that size), and the fence that orders
+// them; other CPUs store normally (kStreamLanes 0).
+#if defined(__AVX512F__)
+constexpr Index kStreamLanes = 16;
+inline void StreamVector(float* d, const float* s) { _mm512_stream_ps(d, _mm512_loadu_ps(s)); }
+inline void StreamZeroVector(float* d) { _mm512_stream_ps(d, _mm512_setzero_ps()); }
+#elif defined(__AVX__)
+constexpr Index kStreamLanes = 8;
+inline void StreamVector(float* d, const float* s) { _mm256_stream_ps(d, _mm256_loadu_ps(s)); }
+inline void StreamZeroVector(float* d) { _mm256_stream_ps(d, _mm256_setzero_ps()); }
+#elif defined(__SSE2__)
+constexpr Index kStreamLanes = 4;
+inline void StreamVector(float* d, const float* s) { _mm_stream_ps(d, _mm_loadu_ps(s)); }
+inline void StreamZeroVector(float* d) { _mm_stream_ps(d, _mm_setzero_ps()); }
+#else
+constexpr Index kStreamLanes = 0;
+inline void StreamVector(float*, const float*) {}
+inline void StreamZeroVector(float*) {}
+#endif
+inline void StreamFence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+constexpr std::uintptr_t kStreamAlign = kStreamLanes * sizeof(float);
+
 // dst[:count] = src[:count] for a tensor that is not read again soon (the
 // forward pass's gates, read back only by the backward pass, after the other
-// layers have run): AVX-512 non-temporal stores of whole aligned vectors, so
-// the cache lines are written without first being read from memory and
-// without pushing the state out of the cache. ForwardTile fences them.
+// layers have run): non-temporal stores of whole aligned vectors, so the
+// cache lines are written without first being read from memory and without
+// pushing the state out of the cache. ForwardTile fences them.
 template <typename T>
 void StreamCopy(T* dst, const T* src, Index count) {
   Index done = 0;
-#ifdef __AVX512F__
-  if (std::is_same<T, float>::value && reinterpret_cast<std::uintptr_t>(dst) % 64 == 0) {
-    float* d = reinterpret_cast<float*>(dst);
-    const float* s = reinterpret_cast<const float*>(src);
-    for (; done + 16 <= count; done += 16)
-      _mm512_stream_ps(d + done, _mm512_loadu_ps(s + done));
+  if constexpr (std::is_same<T, float>::value && kStreamLanes > 0) {
+    for (; done < count && reinterpret_cast<std::uintptr_t>(dst + done) % kStreamAlign != 0;
+         ++done)
+      dst[done] = src[done];
+    for (; done + kStreamLanes <= count; done += kStreamLanes)
+      StreamVector(dst + done, src + done);
   }
-#endif
   std::copy(src + done, src + count, dst + done);
 }
 
@@ -471,31 +550,25 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
     }
     KeepMasked(p, t, first, m, h_prev, h);
   }
-#ifdef __AVX512F__
-  _mm_sfence();  // the gates' non-temporal stores are done before the tile is
-#endif
+  StreamFence();  // the gates' non-temporal stores are done before the tile is
 }
 
-// Whether p[0 .. n) are all zero (-0 counts as zero; NaN does not).
+// Whether p[0 .. n) are all zero (-0 counts as zero; NaN does not): the
+// bits but the sign's, OR-ed together (a loop GCC vectorises at any width),
+// with one early exit per chunk.
 template <typename T>
 bool AllZero(const T* p, Index n) {
-  constexpr Index kChunk = 256;  // one early exit per chunk
-  Index i = 0;
-#ifdef __AVX512F__
-  if constexpr (std::is_same<T, float>::value) {
-    const __m512 zero = _mm512_setzero_ps();
-    for (; i + kChunk <= n; i += kChunk) {
-      __mmask16 nonzero = 0;
-      for (Index j = i; j < i + kChunk; j += 16)
-        nonzero |= _mm512_cmp_ps_mask(_mm512_loadu_ps(p + j), zero, _CMP_NEQ_UQ);
-      if (nonzero) return false;
+  using Bits = typename std::conditional<sizeof(T) == 4, std::uint32_t, std::uint64_t>::type;
+  constexpr Bits kMagnitude = ~Bits(0) >> 1;
+  constexpr Index kChunk = 256;
+  for (Index i = 0; i < n; i += kChunk) {
+    Bits any = 0;
+    for (Index j = i, end = std::min(n, i + kChunk); j < end; ++j) {
+      Bits bits;
+      std::memcpy(&bits, p + j, sizeof(bits));
+      any |= bits & kMagnitude;
     }
-  }
-#endif
-  for (; i < n; i += kChunk) {
-    bool any = false;
-    for (Index j = i, end = std::min(n, i + kChunk); j < end; ++j) any |= p[j] != T(0);
-    if (any) return false;
+    if (any != 0) return false;
   }
   return true;
 }
@@ -505,13 +578,12 @@ bool AllZero(const T* p, Index n) {
 template <typename T>
 void StreamZeros(T* dst, Index count) {
   Index done = 0;
-#ifdef __AVX512F__
-  if constexpr (std::is_same<T, float>::value) {
-    for (; done < count && reinterpret_cast<std::uintptr_t>(dst + done) % 64 != 0; ++done)
+  if constexpr (std::is_same<T, float>::value && kStreamLanes > 0) {
+    for (; done < count && reinterpret_cast<std::uintptr_t>(dst + done) % kStreamAlign != 0;
+         ++done)
       dst[done] = T(0);
-    for (; done + 16 <= count; done += 16) _mm512_stream_ps(dst + done, _mm512_setzero_ps());
+    for (; done + kStreamLanes <= count; done += kStreamLanes) StreamZeroVector(dst + done);
   }
-#endif
   std::fill(dst + done, dst + count, T(0));
 }
 
@@ -571,9 +643,7 @@ void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hi
     if (!AllZero(p.At(grad_hidden, last, first, units), m * units)) break;
     StreamZeros(p.At(grad_inputs, last, first, p.depth), m * p.depth);
   }
-#ifdef __AVX512F__
-  _mm_sfence();  // the zeros' non-temporal stores are done before the tile is
-#endif
+  StreamFence();  // the zeros' non-temporal stores are done before the tile is
   if (last < 0) return;
   Buffer<T> zeros(size), reset_prev(size), d_pre(tile_rows * width), carry_h(size),
       carry_c(size), kept_c(size), grad(size), tanh_c(size), d_reset(size),
