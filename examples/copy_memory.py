@@ -24,6 +24,7 @@ The last line of the output is a JSON object with "steps", "loss" and
 """
 import os
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -33,6 +34,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python examples/copy_memory.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from examples import common  # pylint: disable=wrong-import-position
+from examples import training  # pylint: disable=wrong-import-position
 
 SCRIPT_NAME = "copy_memory"
 # The paper's task and models.
@@ -55,7 +57,8 @@ BATCH_SIZE = 128
 MAX_STEPS = 3000
 EVAL_EVERY = 500
 EVALUATION_SIZE = 1000
-EVALUATION_KEY = 0  # seed-sequence key of the held-out set; training batch s uses s >= 1
+EVALUATION_KEY = 0  # stateless-seed key of the held-out set; training batch s uses s >= 1
+STEPS_PER_EXECUTION = 10
 
 common.define_training_flags()
 common.define_sequence_length_flag()
@@ -67,11 +70,11 @@ flags.DEFINE_enum("architecture", "dilated", list(ARCHITECTURES),
 FLAGS = flags.FLAGS
 
 
-def copy_memory_batch(rng, batch_size, time_steps):
-    """A batch of the copy-memory problem.
+def copy_memory_batch(key, batch_size, time_steps):
+    """A batch of the copy-memory problem, in TensorFlow.
 
     Args:
-        rng: a `numpy.random.Generator`.
+        key: the stateless random seed, an int64 tensor `[2]`.
         batch_size: number of sequences.
         time_steps: T, the number of steps between the last symbol to copy and
             the recall marker, plus one.
@@ -80,18 +83,32 @@ def copy_memory_batch(rng, batch_size, time_steps):
         `(inputs, targets)`: one-hot float32 `[batch, T + 20, 10]` and the
         int32 symbols to recall `[batch, 10]`.
     """
-    length = time_steps + 2 * NUM_SYMBOLS_TO_COPY
-    symbols = rng.integers(0, NUM_DATA_SYMBOLS, (batch_size, NUM_SYMBOLS_TO_COPY))
-    sequence = np.full((batch_size, length), BLANK, np.int64)
-    sequence[:, :NUM_SYMBOLS_TO_COPY] = symbols
-    sequence[:, -(NUM_SYMBOLS_TO_COPY + 1)] = MARKER
-    inputs = np.eye(NUM_CLASSES, dtype=np.float32)[sequence]
-    return inputs, symbols.astype(np.int32)
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    symbols = tf.random.stateless_uniform([batch_size, NUM_SYMBOLS_TO_COPY], key, 0,
+                                          NUM_DATA_SYMBOLS, tf.int32)
+    blanks = tf.fill([batch_size, time_steps - 1], BLANK)
+    marker = tf.fill([batch_size, 1], MARKER)
+    recall = tf.fill([batch_size, NUM_SYMBOLS_TO_COPY], BLANK)
+    sequence = tf.concat([symbols, blanks, marker, recall], axis=1)
+    return tf.one_hot(sequence, NUM_CLASSES), symbols
 
 
-def batch_for_step(seed, step, batch_size, time_steps):
-    """Training batch `step`: its own seeded generator, so resuming replays nothing."""
-    return copy_memory_batch(np.random.default_rng([seed, step]), batch_size, time_steps)
+def training_batches(seed, batch_size, time_steps, start_step=0):
+    """The training stream as a `tf.data` pipeline: batch s (1-based) from key (seed, s)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return (tf.data.Dataset.counter(start_step + 1)
+            .map(lambda step: copy_memory_batch(
+                tf.stack([tf.constant(seed, tf.int64), step]), batch_size, time_steps),
+                 num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def held_out_batches(seed, time_steps, size=EVALUATION_SIZE):
+    """The 1000 held-out sequences (key (seed, 0)), in batches of 250."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    inputs, targets = copy_memory_batch(tf.constant([seed, EVALUATION_KEY], tf.int64), size,
+                                        time_steps)
+    return tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(250)
 
 
 def build_model(time_steps, hidden_structs, dilations, cell_type="RNN", name="copy_memory"):
@@ -111,70 +128,68 @@ def build_model(time_steps, hidden_structs, dilations, cell_type="RNN", name="co
     return keras.Model(inputs, logits, name=name)
 
 
-def evaluate(model, held_out):
-    """`{"loss", "accuracy"}` on the recall steps, computed in NumPy."""
-    inputs, targets = held_out
-    logits = model.predict(inputs, batch_size=250, verbose=0)
-    return {"loss": common.softmax_cross_entropy(logits, targets),
-            "accuracy": common.accuracy(logits, targets)}
+def print_record(plan):
+    """A progress line per training window and per evaluation."""
+    import keras  # pylint: disable=import-outside-toplevel
 
-
-def print_record(record):
-    """A progress line per training window / evaluation."""
-    prefix = {"train": "", "validation": "valid_"}[record["split"]]
-    print(f"Step {record['step']} {prefix}loss {record['loss']:.6f} "
-          f"{prefix}acc {record['accuracy']:.4f}", flush=True)
+    def print_epoch(epoch, logs):
+        step = plan.step_of(epoch)
+        print(f"Step {step} loss {logs['loss']:.6f} acc {logs['accuracy']:.4f}", flush=True)
+        if "val_loss" in logs:
+            print(f"Step {step} valid_loss {logs['val_loss']:.6f} "
+                  f"valid_acc {logs['val_accuracy']:.4f}", flush=True)
+    return keras.callbacks.LambdaCallback(on_epoch_end=print_epoch)
 
 
 def main(argv):
     """Trains on the copy-memory problem; prints progress, then the JSON result line."""
     del argv  # flags only
+    import keras  # pylint: disable=import-outside-toplevel
     time_steps = common.flag_or("time_steps", TIME_STEPS)
     units, architecture_dilations = ARCHITECTURES[FLAGS.architecture]
     hidden_structs, dilations = common.dilated_structure_from_flags(
         time_steps + 2 * NUM_SYMBOLS_TO_COPY, units, architecture_dilations)
     batch_size = common.flag_or("batch_size", BATCH_SIZE)
-    target_accuracy = common.flag_or("target_accuracy", None)
-    settings = common.TrainingSettings.from_flags(SCRIPT_NAME, MAX_STEPS, eval_every=EVAL_EVERY)
     common.prepare_run(FLAGS.seed)
 
-    import keras  # pylint: disable=import-outside-toplevel
     model = build_model(time_steps, hidden_structs, dilations, FLAGS.cell_type,
                         name=f"copy_memory_{FLAGS.architecture}")
-    held_out = copy_memory_batch(np.random.default_rng([FLAGS.seed, EVALUATION_KEY]),
-                                 EVALUATION_SIZE, time_steps)
-    trainer = common.ResumableTrainer(
-        model, keras.optimizers.RMSprop(common.flag_or("learning_rate", LEARNING_RATE),
-                                        rho=RMSPROP_DECAY, epsilon=RMSPROP_EPSILON),
-        common.sparse_softmax_cross_entropy,
-        lambda step: batch_for_step(FLAGS.seed, step, batch_size, time_steps), settings,
-        metric_fns={"accuracy": common.batch_accuracy},
-        evaluate=lambda step: {"validation": evaluate(model, held_out)},
-        stop_when=lambda record: (target_accuracy is not None
-                                  and record["split"] == "validation"
-                                  and record["accuracy"] > target_accuracy),
-        on_record=print_record,
-        signature=common.model_signature(model, task="copy_memory", time_steps=time_steps,
-                                         cell_type=FLAGS.cell_type, dilations=dilations,
-                                         batch_size=batch_size, seed=FLAGS.seed))
-    try:
-        outcome = trainer.run()
-    except common.CheckpointMismatchError as error:
-        raise SystemExit(f"Error: {error}") from None
+    plan = training.plan_run(
+        SCRIPT_NAME, training.model_signature(
+            model, task="copy_memory", time_steps=time_steps, cell_type=FLAGS.cell_type,
+            dilations=dilations, batch_size=batch_size, seed=FLAGS.seed),
+        max_steps=MAX_STEPS, eval_every=EVAL_EVERY, steps_per_execution=STEPS_PER_EXECUTION)
+    model.compile(keras.optimizers.RMSprop(common.flag_or("learning_rate", LEARNING_RATE),
+                                           rho=RMSPROP_DECAY, epsilon=RMSPROP_EPSILON),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], steps_per_execution=plan.steps_per_execution)
+    stop = training.StopAtTarget("val_accuracy", common.flag_or("target_accuracy", None),
+                                 "above")
+    held_out = held_out_batches(FLAGS.seed, time_steps)
 
-    final = evaluate(model, held_out)
-    logging.info("Stopped after %d steps (%s): held-out loss %.4f, accuracy %.4f.",
-                 outcome.steps, outcome.stop_reason, final["loss"], final["accuracy"])
-    common.write_learning_curve(
-        outcome.history, settings.log_dir,
+    started = time.time()
+    model.fit(training_batches(FLAGS.seed, batch_size, time_steps, plan.initial_step),
+              steps_per_epoch=plan.log_every, epochs=training.epochs_to_run(plan, stop),
+              validation_data=held_out, validation_freq=plan.eval_every_epochs,
+              callbacks=plan.callbacks([stop, print_record(plan)]),
+              verbose=training.progress_verbosity())
+    seconds = time.time() - started
+
+    records = training.full_history(plan)
+    final = model.evaluate(held_out, verbose=0, return_dict=True)
+    steps = records[-1]["step"] if records else 0
+    logging.info("Stopped after %d steps: held-out loss %.4f, accuracy %.4f.", steps,
+                 final["loss"], final["accuracy"])
+    training.write_learning_curve(
+        records, plan.log_dir,
         f"Copy memory, T={time_steps}, {FLAGS.architecture} {FLAGS.cell_type}")
-    common.emit_result({
+    training.emit_result({
         "task": "copy_memory", "time_steps": time_steps, "architecture": FLAGS.architecture,
         "cell_type": FLAGS.cell_type, "hidden_structs": hidden_structs,
-        "dilations": dilations, "steps": outcome.steps, "loss": final["loss"],
+        "dilations": dilations, "steps": steps, "loss": final["loss"],
         "accuracy": final["accuracy"], "guess_loss": float(np.log(NUM_DATA_SYMBOLS)),
-        "parameters": model.count_params(), "stop_reason": outcome.stop_reason,
-        "resumed_from": outcome.resumed_from, "train_seconds": round(outcome.seconds, 1)})
+        "parameters": model.count_params(), "stop_reason": training.stop_reason(records, stop),
+        "resumed_from": plan.initial_step, "train_seconds": round(seconds, 1)})
 
 
 if __name__ == "__main__":

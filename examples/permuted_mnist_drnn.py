@@ -23,6 +23,7 @@ The last line of the output is a JSON object with "steps", "test_accuracy",
 """
 import os
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -30,6 +31,7 @@ from absl import flags
 if __package__ in (None, ""):  # run as `python examples/permuted_mnist_drnn.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from examples import common  # pylint: disable=wrong-import-position
+from examples import training  # pylint: disable=wrong-import-position
 
 SCRIPT_NAME = "permuted_mnist_drnn"
 # The original demo's constants.
@@ -41,6 +43,7 @@ RMSPROP_EPSILON = 1e-10  # TF1 RMSPropOptimizer's
 BATCH_SIZE = 128
 MAX_STEPS = 30000
 EVAL_EVERY = 5000
+STEPS_PER_EXECUTION = 10
 
 common.define_training_flags()
 common.define_data_flags()
@@ -67,25 +70,47 @@ def make_optimizer(learning_rate):
 def main(argv):
     """Trains the DilatedRNN classifier, prints progress lines, then the JSON result line."""
     del argv  # flags only
+    import keras  # pylint: disable=import-outside-toplevel
     data, permute = common.load_data_from_flags(permute_default=True)
     hidden_structs, dilations = common.dilated_structure_from_flags(
         data.time_steps, HIDDEN_UNITS, DILATIONS)
     batch_size = common.flag_or("batch_size", BATCH_SIZE)
-    settings = common.TrainingSettings.from_flags(SCRIPT_NAME, MAX_STEPS, eval_every=EVAL_EVERY)
     common.prepare_run(FLAGS.seed)
 
     model = build_model(data.time_steps, hidden_structs, dilations, FLAGS.cell_type)
-    signature = common.model_signature(model, task="permuted_mnist_drnn", dataset=data.name,
-                                       permute=permute, cell_type=FLAGS.cell_type,
-                                       dilations=dilations, batch_size=batch_size,
-                                       seed=FLAGS.seed)
-    result = common.train_classifier(
-        model, make_optimizer(common.flag_or("learning_rate", LEARNING_RATE)), data,
-        batch_size, settings, seed=FLAGS.seed, signature=signature, evaluate_test=True,
-        title=f"Dilated {FLAGS.cell_type}, {'permuted ' if permute else ''}{data.name}")
-    common.emit_result({**result, "task": "permuted_mnist_drnn", "cell_type": FLAGS.cell_type,
-                        "hidden_structs": hidden_structs, "dilations": dilations,
-                        "permute": permute, "parameters": model.count_params()})
+    plan = training.plan_run(
+        SCRIPT_NAME, training.model_signature(
+            model, task="permuted_mnist_drnn", dataset=data.name, permute=permute,
+            cell_type=FLAGS.cell_type, dilations=dilations, batch_size=batch_size,
+            seed=FLAGS.seed),
+        max_steps=MAX_STEPS, eval_every=EVAL_EVERY, steps_per_execution=STEPS_PER_EXECUTION)
+    model.compile(make_optimizer(common.flag_or("learning_rate", LEARNING_RATE)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], steps_per_execution=plan.steps_per_execution)
+    stop = training.StopAtTarget("val_accuracy", None, "above")  # the demo never stopped early
+    # The demo evaluated the test set with every validation.
+    test = training.EvaluateSplit("test", common.evaluation_batches(data.test),
+                                  plan.eval_every_epochs)
+
+    started = time.time()
+    model.fit(
+        common.training_batches(data.train, batch_size, FLAGS.seed, plan.initial_step),
+        steps_per_epoch=plan.log_every, epochs=training.epochs_to_run(plan, stop),
+        validation_data=common.evaluation_batches(data.validation),
+        validation_freq=plan.eval_every_epochs,
+        callbacks=plan.callbacks([test, stop, training.ClassificationLines(plan)]),
+        verbose=training.progress_verbosity())
+    seconds = time.time() - started
+
+    records = training.full_history(plan)
+    result = training.classification_result(model, data, plan, records, stop, seconds)
+    training.write_learning_curve(
+        records, plan.log_dir,
+        f"Dilated {FLAGS.cell_type}, {'permuted ' if permute else ''}{data.name}")
+    training.emit_result({**result, "task": "permuted_mnist_drnn",
+                          "cell_type": FLAGS.cell_type, "hidden_structs": hidden_structs,
+                          "dilations": dilations, "permute": permute,
+                          "parameters": model.count_params()})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The example scripts: every `main()` with tiny flags (offline, seconds), their outputs,
-their flag errors, and their data generators checked against hand-built references.
+"""The example scripts: every `main()` with tiny flags (offline, seconds), their outputs
+(progress lines, JSON line, TensorBoard, checkpoints, PNG), the default batch-norm
+evaluation, their flag errors, and their tf.data pipelines against their definitions.
 
 `run_script` (used by the other test_examples_* modules too) runs a script's
 `main()` in-process the way absl's `app.run` would, and returns its stdout
@@ -23,6 +24,7 @@ from examples import common
 from examples import copy_memory
 from examples import permuted_mnist_drnn
 from examples import sequential_mnist
+from examples import training
 
 FLAGS = flags.FLAGS
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,25 +77,39 @@ def test_addition_rnn_runs_and_reports(tmp_path):
     assert float(lines[-1].split(" MSE ")[1]) == pytest.approx(result["train_mse"], abs=1e-6)
     assert 0 < result["mse"] < 10 and result["stop_reason"] == "max_steps"
     assert os.path.getsize(log_dir / "learning_curve.png") > 1000
-    assert "mse" in tensorboard_tags(str(log_dir), "train")
+    history = json.loads((log_dir / "history.json").read_text())
+    assert [record["step"] for record in history] == [10, 20]
+    assert "epoch_loss" in tensorboard_tags(str(log_dir), "train")
+    # ModelCheckpoint every 10 steps (one window each), BackupAndRestore's backup.
     assert sorted(os.listdir(log_dir / "checkpoints")) == [
-        "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index",
-        "ckpt-20.data-00000-of-00001", "ckpt-20.index"]
+        "backup", "ckpt-0001.weights.h5", "ckpt-0002.weights.h5"]
+    assert {"latest.weights.h5", "training_metadata.json"} <= set(
+        os.listdir(log_dir / "checkpoints" / "backup"))
 
 
 def test_addition_rnn_lstm_baseline_runs(tmp_path):
     _, result = run_script(addition_rnn, cell="lstm", time_steps=8, units=8,
-                           max_steps=5, log_every=5, log_dir=tmp_path)
+                           max_steps=5, log_every=5, checkpoint_every=5, log_dir=tmp_path)
     assert result["cell"] == "lstm" and result["steps"] == 5
+
+
+def test_addition_rnn_long_sequence_initialisation():
+    # The IndRNN authors' advice for T = 5000: u ~ uniform(0, max), the last layer's near 1.
+    model = addition_rnn.build_model(5000, units=64, recurrent_init="long")
+    bound = 2 ** (1 / 5000)
+    first, last = (model.get_layer(name).cell.recurrent_kernel.numpy()
+                   for name in ("indrnn_1", "indrnn_2"))
+    assert 0 <= first.min() and first.max() <= bound and first.min() < 0.5
+    assert 0.5 ** (1 / 5000) <= last.min() and last.max() <= bound
 
 
 def test_addition_rnn_stops_at_the_target(tmp_path):
     # A target above the chance MSE (~0.167, ~0.5 at the start) stops at the first window.
     flag_values = dict(time_steps=10, units=8, max_steps=100, log_every=5, target_mse=5.0,
-                       log_dir=tmp_path)
+                       checkpoint_every=5, log_dir=tmp_path)
     lines, result = run_script(addition_rnn, **flag_values)
     assert len(lines) == 1 and result["steps"] == 5 and result["stop_reason"] == "target"
-    # Run again: the checkpoint already met the target, so nothing more is trained.
+    # Run again: the backup already met the target, so nothing more is trained.
     lines, again = run_script(addition_rnn, **flag_values)
     assert lines == [] and again["steps"] == 5 and again["resumed_from"] == 5
     assert again["stop_reason"] == "target" and again["mse"] == result["mse"]
@@ -102,25 +118,54 @@ def test_addition_rnn_stops_at_the_target(tmp_path):
 def test_sequential_mnist_runs_on_digits(tmp_path):
     lines, result = run_script(sequential_mnist, dataset="digits", num_layers=2,
                                units=8, max_steps=6, log_every=3, eval_every=6,
-                               bn_recalibration_batches=2, log_dir=tmp_path)
+                               checkpoint_every=6, log_dir=tmp_path)
     assert lines[0].startswith("Step 3 Loss ") and " Acc " in lines[0]
     assert lines[-1].startswith("Step 6 valid_loss ")
     assert result["steps"] == 6 and result["time_steps"] == 64 and not result["permute"]
     assert 0 <= result["test_accuracy"] <= 1 and result["dataset"] == "digits"
-    assert {"loss", "accuracy"} <= tensorboard_tags(str(tmp_path), "validation")
+    assert result["bn_recalibration_batches"] == 1
+    assert {"epoch_loss", "epoch_accuracy"} <= tensorboard_tags(str(tmp_path), "validation")
+
+
+def test_sequential_mnist_recomputes_batch_norm_statistics_by_default(tmp_path, monkeypatch):
+    # The original's evaluation: before every validation and at the end, the
+    # population statistics of 500 training sequences (not the moving averages).
+    made = []
+
+    def spy(*args):
+        callback = original(*args)
+        made.append(callback)
+        return callback
+    original = sequential_mnist.batch_norm_statistics
+    monkeypatch.setattr(sequential_mnist, "batch_norm_statistics", spy)
+    run_script(sequential_mnist, dataset="digits", num_layers=2, units=8, max_steps=8,
+               log_every=2, eval_every=4, checkpoint_every=8, log_dir=tmp_path / "a")
+    (callback,) = made
+    import ind_rnn  # pylint: disable=import-outside-toplevel
+    assert isinstance(callback, ind_rnn.BatchNormStatistics)
+    assert callback.calls == 2 + 1  # validations at steps 4 and 8, then the end of fit
+    assert sum(int(batch.shape[0]) for batch in callback.data) == 500
+    assert set(callback.counts.values()) == {500 * 64}  # every step of 500 sequences
+    # --bn_recalibration_batches=0: the moving averages, no re-estimation.
+    made.clear()
+    _, result = run_script(sequential_mnist, dataset="digits", num_layers=2, units=8,
+                           max_steps=2, log_every=2, checkpoint_every=2,
+                           bn_recalibration_batches=0, log_dir=tmp_path / "b")
+    assert made == [] and result["bn_recalibration_batches"] == 0
 
 
 def test_sequential_mnist_runs_a_deep_variant_on_permuted_digits(tmp_path):
     _, result = run_script(sequential_mnist, dataset="digits", model="residual",
                            num_layers=3, units=8, max_steps=2, log_every=1, permute=True,
-                           log_dir=tmp_path)
+                           eval_every=2, checkpoint_every=2, log_dir=tmp_path)
     assert result["model"] == "residual" and result["permute"] and result["steps"] == 2
 
 
 def test_permuted_mnist_drnn_runs_on_digits(tmp_path):
     lines, result = run_script(permuted_mnist_drnn, dataset="digits",
                                hidden_structs="4,4", dilations="1,2", max_steps=4,
-                               log_every=2, eval_every=4, log_dir=tmp_path)
+                               log_every=2, eval_every=4, checkpoint_every=4,
+                               log_dir=tmp_path)
     # The demo evaluates validation and test together.
     assert lines[-2].startswith("Step 4 valid_loss ") and lines[-1].startswith("Step 4 test_")
     assert result["permute"] and result["steps"] == 4 and 0 <= result["test_accuracy"] <= 1
@@ -151,7 +196,7 @@ def test_drnn_default_structure_keeps_the_dilations_below_the_length():
 def test_copy_memory_runs(tmp_path):
     lines, result = run_script(copy_memory, time_steps=6, hidden_structs="5,5",
                                dilations="1,4", max_steps=4, log_every=2, eval_every=4,
-                               log_dir=tmp_path)
+                               checkpoint_every=4, log_dir=tmp_path)
     assert lines[0].startswith("Step 2 loss ") and lines[-1].startswith("Step 4 valid_loss")
     assert result["steps"] == 4 and 0 <= result["accuracy"] <= 1 and result["loss"] > 0
     assert result["guess_loss"] == pytest.approx(np.log(8))
@@ -236,13 +281,38 @@ def test_an_even_residual_depth_is_a_usage_error(tmp_path):
         FLAGS.unparse_flags()
 
 
+@pytest.mark.parametrize("values, words", [
+    ({"max_steps": 30, "log_every": 20}, ["--max_steps=30", "multiple", "--log_every=20"]),
+    ({"checkpoint_every": 15}, ["--checkpoint_every=15", "--log_every=10"]),
+    ({"steps_per_execution": 3}, ["--steps_per_execution=3", "divide", "--log_every=10"]),
+])
+def test_schedules_off_the_logging_window_are_usage_errors(tmp_path, values, words):
+    values = {"log_every": 10, "max_steps": 20, "checkpoint_every": 10, **values}
+    FLAGS.unparse_flags()
+    FLAGS(["x", "--time_steps=10", "--units=4", f"--log_dir={tmp_path}"]
+          + [f"--{name}={value}" for name, value in values.items()])
+    try:
+        with pytest.raises(app.UsageError) as error:
+            addition_rnn.main(["x"])
+    finally:
+        FLAGS.unparse_flags()
+    for word in words:
+        assert word in str(error.value)
+
+
 # ------------------------------------------------------------ data and helpers
 
+def _key(seed, step):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf.constant([seed, step], tf.int64)
+
+
 def test_adding_problem_batch_matches_its_definition():
-    inputs, targets = addition_rnn.adding_problem_batch(np.random.default_rng(3), 64, 9)
-    assert inputs.shape == (64, 9, 2) and targets.shape == (64,)
+    inputs, targets = (tensor.numpy() for tensor in
+                       addition_rnn.adding_problem_batch(_key(3, 1), 64, 9))
+    assert inputs.shape == (64, 9, 2) and targets.shape == (64, 1)
     assert inputs.dtype == np.float32 and targets.dtype == np.float32
-    for values, markers, target in zip(inputs[..., 0], inputs[..., 1], targets):
+    for values, markers, target in zip(inputs[..., 0], inputs[..., 1], targets[:, 0]):
         marked = [step for step in range(9) if markers[step] == 1.0]
         assert len(marked) == 2 and sum(markers) == 2.0
         assert marked[0] < 4 <= marked[1]  # one in each half (half = 9 // 2)
@@ -251,15 +321,20 @@ def test_adding_problem_batch_matches_its_definition():
 
 
 def test_training_batches_depend_only_on_the_step():
-    first = addition_rnn.batch_for_step(7, 3, 4, 10)
-    again = addition_rnn.batch_for_step(7, 3, 4, 10)
-    other = addition_rnn.batch_for_step(7, 4, 4, 10)
-    np.testing.assert_array_equal(first[0], again[0])
-    assert not np.array_equal(first[0], other[0])
+    # The pipeline resumed after step 3 yields batch 4 of the uninterrupted stream.
+    stream = [inputs.numpy() for inputs, _ in
+              addition_rnn.training_batches(7, 4, 10).take(5)]
+    resumed = next(iter(addition_rnn.training_batches(7, 4, 10, start_step=3)))[0].numpy()
+    np.testing.assert_array_equal(resumed, stream[3])
+    assert not np.array_equal(stream[3], stream[4])
+    # The held-out set uses key 0, which no training batch uses.
+    np.testing.assert_array_equal(addition_rnn.held_out_batch(7, 10, size=4)[0].numpy(),
+                                  addition_rnn.adding_problem_batch(_key(7, 0), 4, 10)[0])
 
 
 def test_copy_memory_batch_matches_its_definition():
-    inputs, targets = copy_memory.copy_memory_batch(np.random.default_rng(0), 5, 7)
+    inputs, targets = (tensor.numpy() for tensor in
+                       copy_memory.copy_memory_batch(_key(0, 1), 5, 7))
     assert inputs.shape == (5, 27, 10) and targets.shape == (5, 10)
     for one_hot, recall in zip(inputs, targets):
         symbols = one_hot.argmax(axis=-1)
@@ -268,27 +343,29 @@ def test_copy_memory_batch_matches_its_definition():
         assert one_hot.sum() == 27 and recall.max() <= 7
 
 
-def test_batch_indices_visit_every_example_once_per_epoch():
-    num_examples, batch_size = 10, 4
-    stream = np.concatenate([common.batch_indices(num_examples, batch_size, step, seed=1)
-                             for step in range(1, 11)])  # 40 positions = 4 epochs
-    epochs = stream.reshape(4, num_examples)
+def test_classification_batches_visit_every_example_once_per_epoch():
+    labels = np.arange(10, dtype=np.int32)
+    split = (labels.astype(np.float32).reshape(10, 1, 1), labels)
+    stream = np.concatenate([batch_labels.numpy() for _, batch_labels in
+                             common.training_batches(split, 4, seed=1).take(10)])
+    epochs = stream.reshape(4, 10)  # 40 positions = 4 epochs
     for epoch in epochs:
-        assert sorted(epoch) == list(range(num_examples))
+        assert sorted(epoch) == list(range(10))
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
-    # Step 3 (positions 8..11) runs across the first epoch boundary.
-    np.testing.assert_array_equal(common.batch_indices(num_examples, batch_size, 3, seed=1),
-                                  stream[8:12])
+    # Resumed after step 2, batch 3 runs across the first epoch boundary, as before.
+    _, resumed = next(iter(common.training_batches(split, 4, seed=1, start_step=2)))
+    np.testing.assert_array_equal(resumed.numpy(), stream[8:12])
 
 
 def test_digits_are_64_step_sequences_of_the_sklearn_images():
     from sklearn import datasets  # pylint: disable=import-outside-toplevel
     digits = datasets.load_digits()
     data = common.load_digits()
-    assert (len(data.train), len(data.validation), len(data.test)) == (1257, 180, 360)
-    assert data.time_steps == 64 and data.train.inputs.shape[2] == 1
-    everything = np.concatenate([data.train.inputs, data.validation.inputs, data.test.inputs])
-    labels = np.concatenate([data.train.labels, data.validation.labels, data.test.labels])
+    splits = (data.train, data.validation, data.test)
+    assert [len(labels) for _, labels in splits] == [1257, 180, 360]
+    assert data.time_steps == 64 and data.train[0].shape[2] == 1
+    everything = np.concatenate([inputs for inputs, _ in splits])
+    labels = np.concatenate([labels for _, labels in splits])
     # Same images (row-major pixels / 16) and labels, each exactly once.
     expected = digits.images.reshape(1797, 64) / 16.0
     order = np.lexsort(everything[:, :, 0].T)
@@ -302,26 +379,15 @@ def test_permutation_is_the_demos_and_the_same_for_every_split():
     plain = common.load_pixel_sequences("digits")
     permuted = common.load_pixel_sequences("digits", permute=True)
     for name in ("train", "validation", "test"):
-        np.testing.assert_array_equal(getattr(permuted, name).inputs,
-                                      getattr(plain, name).inputs[:, order])
-        np.testing.assert_array_equal(getattr(permuted, name).labels,
-                                      getattr(plain, name).labels)
-
-
-def test_numpy_metrics_match_the_formulas():
-    logits = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 1.0]])
-    labels = np.array([0, 2])
-    by_hand = [-np.log(np.exp(2) / (np.exp(2) + 1 + np.exp(-1))),
-               -np.log(np.exp(1) / (1 + np.exp(3) + np.exp(1)))]
-    assert common.softmax_cross_entropy(logits, labels) == pytest.approx(np.mean(by_hand))
-    assert common.accuracy(logits, labels) == 0.5
+        np.testing.assert_array_equal(getattr(permuted, name)[0],
+                                      getattr(plain, name)[0][:, order])
+        np.testing.assert_array_equal(getattr(permuted, name)[1], getattr(plain, name)[1])
 
 
 def test_learning_curve_has_a_panel_per_metric(tmp_path):
-    history = [{"step": 10, "split": "train", "loss": 1.0, "accuracy": 0.5},
-               {"step": 10, "split": "validation", "loss": 1.2, "accuracy": 0.4},
-               {"step": 20, "split": "train", "loss": 0.5, "accuracy": 0.8}]
-    path = common.plot_learning_curves(history, str(tmp_path / "curve.png"), "title")
+    history = [{"step": 10, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.2,
+                "val_accuracy": 0.4}, {"step": 20, "loss": 0.5, "accuracy": 0.8}]
+    path = training.plot_learning_curves(history, str(tmp_path / "curve.png"), "title")
     import matplotlib.image  # pylint: disable=import-outside-toplevel
     height, width = matplotlib.image.imread(path).shape[:2]
     assert width > height  # two panels side by side
