@@ -38,10 +38,16 @@ Activation ParseActivation(const std::string& name) {
   return Activation::kRelu;
 }
 
+// ReLU is written as std::max(x, 0) is, `x < 0 ? 0 : x`, which is what
+// TensorFlow's Relu computes (Eigen's max): a NaN passes through (as it
+// does in the XLA and TF loops and in keras.layers.RNN), and -0 stays -0.
+// `x > 0 ? x : 0` would turn a NaN into 0 and hide it. Both vectorise to
+// the same two instructions, a compare and a mask (AVX2: vcmpltps + vandnps
+// here, vcmpltps + vandps before).
 template <typename T>
 inline T Apply(Activation activation, T x) {
   switch (activation) {
-    case Activation::kRelu: return x > T(0) ? x : T(0);
+    case Activation::kRelu: return x < T(0) ? T(0) : x;
     case Activation::kTanh: return std::tanh(x);
     case Activation::kSigmoid: return T(1) / (T(1) + std::exp(-x));
     default: return x;
@@ -49,6 +55,9 @@ inline T Apply(Activation activation, T x) {
 }
 
 // act'(pre) written with act's output y, as TensorFlow's own gradients do.
+// The caller multiplies it with the incoming gradient, as TF's ReluGrad
+// (g * (y > 0)) and the reference do: an inf or NaN gradient meeting a
+// zero derivative gives NaN, as 0 * inf does there.
 template <typename T>
 inline T DerivativeFromOutput(Activation activation, T y) {
   switch (activation) {
@@ -170,6 +179,11 @@ inline T Dot(const T* __restrict__ a, const T* __restrict__ b, int64 size) {
 // never stored either. Both sum the bias gradient when there is a bias.
 // `Slot` is where dL/dz_t is written, `Take` uses it, `Skip` stands for a
 // masked step, `EndRow` closes a batch row.
+// A masked step's dL/dz_t is exactly zero, and it still goes through the
+// products that the reference (and the XLA / TF loops, whose projection is
+// one matmul over all steps) computes with it: dL/dx_t = 0 @ W^T is NaN
+// where a row of W is not finite, and 0 * x_t adds NaN to dL/dW where x_t
+// is not finite. The Skips give those values without a per-step matmul.
 template <typename T>
 class ProjectedGrad {
  public:
@@ -204,7 +218,12 @@ class OnTheFlyGrad {
   OnTheFlyGrad(const T* x, const T* kernel, T* dx, double* dkernel, double* dbias, int64 depth,
                int64 units)
       : x_(x), kernel_(kernel), dx_(dx), kernel_sums_(dkernel, depth * units),
-        bias_sums_(dbias, units), depth_(depth), units_(units), dz_(units) {}
+        bias_sums_(dbias, units), depth_(depth), units_(units), dz_(units),
+        masked_dx_(depth) {
+    // dL/dx_t of a masked step, 0 @ W^T: the same for every masked step.
+    std::vector<T> zeros(units, T(0));
+    for (int64 d = 0; d < depth; ++d) masked_dx_[d] = Dot(zeros.data(), kernel + d * units, units);
+  }
   T* Slot(int64 /*index*/) { return dz_.data(); }
   void Take(int64 index, const T* __restrict__ dzt) {
     const T* __restrict__ xt = x_ + index * depth_;
@@ -221,7 +240,15 @@ class OnTheFlyGrad {
     }
   }
   void Skip(int64 index) {
-    for (int64 d = 0; d < depth_; ++d) dx_[index * depth_ + d] = T(0);
+    const T* __restrict__ xt = x_ + index * depth_;
+    T* __restrict__ dk = kernel_sums_.data();
+    for (int64 d = 0; d < depth_; ++d) {
+      dx_[index * depth_ + d] = masked_dx_[d];
+      // x_d * 0 is 0 (nothing to add) unless x_d is inf or NaN: then NaN.
+      const T product = xt[d] * T(0);
+      if (product != T(0))
+        for (int64 k = 0; k < units_; ++k) dk[d * units_ + k] += product;
+    }
   }
   void EndRow() {
     kernel_sums_.Flush();
@@ -235,6 +262,7 @@ class OnTheFlyGrad {
   RowSums<T> kernel_sums_, bias_sums_;
   int64 depth_, units_;
   std::vector<T> dz_;
+  std::vector<T> masked_dx_;  // [depth]
 };
 
 // The backward recurrence for batch rows [begin, end); see IndRNNBackwardOp.
@@ -256,6 +284,9 @@ void BackwardRows(const T* __restrict__ u, const T* __restrict__ h0, const bool*
       if (e != nullptr)
         for (int64 k = 0; k < units; ++k) gb[k] += e[row + k];
       if (valid != nullptr && !valid[index]) {
+        // dz_t = 0, so du gains 0 * h_{t-1}: nothing, or NaN where
+        // h_{t-1} is not finite, as in the reference's sum.
+        for (int64 k = 0; k < units; ++k) du_row[k] += T(0) * previous[k];
         sink.Skip(index);
         continue;  // the state passed through: g flows on unchanged
       }
