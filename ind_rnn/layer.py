@@ -110,6 +110,13 @@ class IndRNN(keras.layers.RNN):
         _checks.known_feature_size("sequences", sequences_shape, rank=3)
         super().build(sequences_shape, initial_state_shape)
 
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        # Integer (or boolean) inputs are cast to the compute dtype, as Keras'
+        # own layers take them (Dense, SimpleRNN); Keras already casts floats.
+        sequences = tf.cast(sequences, self.compute_dtype)
+        return super().call(sequences, initial_state=initial_state, mask=mask,
+                            training=training)
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         initial_state = initial_state[0] if isinstance(initial_state, (list, tuple)) \
             else initial_state
