@@ -8,6 +8,12 @@
    and permuted: the IndRNN sequential-MNIST set-up (examples/sequential_mnist.py)
    and the DilatedRNN demo (examples/permuted_mnist_drnn.py), target >= 97%
    test accuracy.
+3. "long" (not in the default --parts, hours on a CPU): the paper's hardest
+   adding problem, T = 5000, IndRNN with the initialisation the IndRNN authors
+   recommend for long sequences (`--recurrent_init=long`: the last layer's
+   recurrent weights near 1, the others uniform(0, max)). Give it a wall-time
+   cap with --max_minutes: a capped run is stopped, reported with how far it
+   got (steps, last window's MSE), and resumed by the next invocation.
 
 Every run is one of the example scripts, started as a subprocess with its
 own log (`--run_dir/<name>.log`) and checkpoints, so re-running this script
@@ -18,10 +24,12 @@ results.json, adding_problem.png and digits.png.
 
     python benchmarks/reproduce.py                       # everything, < 1 h on 2 cores
     python benchmarks/reproduce.py --parts=adding --adding_time_steps=100
+    python benchmarks/reproduce.py --parts=long --max_minutes=240   # T = 5000, resumable
 """
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +39,11 @@ from absl import flags
 from absl import logging
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTS = ("adding", "digits")
+sys.path.insert(0, REPO_ROOT)
+from examples.training import read_history  # pylint: disable=wrong-import-position
+
+PARTS = ("adding", "digits", "long")
+DEFAULT_PARTS = ("adding", "digits")
 # Predicting the mean of the sum of two U(0, 1) values: its variance, 1/6.
 ADDING_CHANCE_MSE = 1 / 6
 ADDING_TARGET_MSE = 0.01
@@ -41,7 +53,8 @@ flags.DEFINE_string("output_dir", os.path.join(REPO_ROOT, "benchmarks", "results
                     "Where the table, plots and results.json go.")
 flags.DEFINE_string("run_dir", os.path.join(REPO_ROOT, "runs", "reproduce"),
                     "Logs and checkpoints of the runs (re-running resumes them).")
-flags.DEFINE_list("parts", list(PARTS), f"Which experiments to run, from {PARTS}.")
+flags.DEFINE_list("parts", list(DEFAULT_PARTS),
+                  f"Which experiments to run, from {PARTS} (long: T = 5000, hours).")
 flags.DEFINE_list("adding_time_steps", ["100", "500", "1000"],
                   "Sequence lengths of the adding problem.")
 flags.DEFINE_list("adding_steps", ["1500", "2000", "2500"],
@@ -51,12 +64,22 @@ flags.DEFINE_integer("digits_indrnn_steps", 1500, "Step budget of the IndRNN dig
                      lower_bound=1)
 flags.DEFINE_integer("digits_drnn_steps", 1500, "Step budget of the DilatedRNN digits runs.",
                      lower_bound=1)
+flags.DEFINE_integer("long_time_steps", 5000, "T of the long adding problem (part long).",
+                     lower_bound=2)
+flags.DEFINE_integer("long_steps", 20000, "Step budget of the long adding problem.",
+                     lower_bound=100)
+flags.DEFINE_float("max_minutes", None, "Wall-time cap of each run, in minutes: a run "
+                   "still going then is stopped, reported as far as it got, and resumed by "
+                   "the next invocation. Default: no cap.", lower_bound=0.1)
 FLAGS = flags.FLAGS
+LOG_EVERY = 100  # the example scripts' default window
 
 # What the papers report (REFERENCE), for the table.
 PAPER = {
     ("adding", "indrnn"): "converges (MSE near 0) at T = 100 ... 5000",
     ("adding", "lstm"): "fails at T = 1000 (stays at the chance MSE ~0.167)",
+    ("adding", "indrnn_long"): "converges at T = 5000 (with the init for long sequences; "
+                               "the batzner TF1 port did not converge)",
     ("indrnn", False): "MNIST 99.0% (6 layers); TF1 port 98.9%",
     ("indrnn", True): "pMNIST 96.0% (6 layers)",
     ("drnn", False): "MNIST: dilated GRU 99.2% (vanilla RNN not listed)",
@@ -93,6 +116,15 @@ def adding_experiments(time_steps_list, budgets):
     return experiments
 
 
+def long_adding_experiment(time_steps, budget):
+    """IndRNN at T = 5000 with the authors' initialisation for long sequences."""
+    return Experiment(
+        f"adding_T{time_steps}_indrnn_long", "addition_rnn.py",
+        {"time_steps": time_steps, "cell": "indrnn", "recurrent_init": "long",
+         "max_steps": budget, "target_mse": ADDING_TARGET_MSE},
+        "adding", "indrnn_long", {"T": time_steps, "budget": budget})
+
+
 def digits_experiments(indrnn_steps, drnn_steps):
     """IndRNN and DilatedRNN, plain and permuted digits, with the scripts' defaults."""
     experiments = []
@@ -101,12 +133,12 @@ def digits_experiments(indrnn_steps, drnn_steps):
         experiments.append(Experiment(
             f"digits_{suffix}_indrnn", "sequential_mnist.py",
             {"dataset": "digits", "permute": permute, "max_steps": indrnn_steps,
-             "eval_every": 200, "bn_recalibration_batches": 10},
+             "eval_every": 200},
             "digits", "indrnn", {"permuted": permute, "budget": indrnn_steps}))
         experiments.append(Experiment(
             f"digits_{suffix}_drnn", "permuted_mnist_drnn.py",
             {"dataset": "digits", "permute": permute, "max_steps": drnn_steps,
-             "eval_every": 250},
+             "eval_every": 250, "log_every": 50},
             "digits", "drnn", {"permuted": permute, "budget": drnn_steps}))
     return experiments
 
@@ -120,40 +152,78 @@ def load_previous_results(path):
 
 
 def keep_earlier_timing(result, previous):
-    """A run that was already finished trained nothing now: keep its earlier wall time."""
-    if (not result.get("failed") and result["resumed_from"] >= result["steps"]
-            and "wall_seconds" in previous):
+    """A run that was already finished trained nothing now: keep its earlier wall time.
+
+    A run resumed after a wall-time cap adds the time of the capped invocations.
+    """
+    if result.get("failed") or "wall_seconds" not in previous:
+        return result
+    if previous.get("capped"):
+        result["wall_seconds"] += previous["wall_seconds"]
+        result["capped_before"] = True
+    elif not result.get("capped") and result["resumed_from"] >= result["steps"]:
         result["wall_seconds"] = previous["wall_seconds"]
     return result
 
 
-def run_experiment(experiment, run_dir):
-    """Runs (or resumes) one experiment; returns its JSON result plus timing and history."""
+def run_experiment(experiment, run_dir, max_seconds=None):
+    """Runs (or resumes) one experiment; returns its JSON result plus timing and history.
+
+    After `max_seconds` the run is stopped (SIGTERM, then SIGKILL) and
+    reported from its CSV history: "capped", the steps done, the last
+    window's training MSE. Its backup lets the next invocation resume it.
+    """
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, f"{experiment.name}.log")
+    log_dir = os.path.join(run_dir, experiment.name)
     command = experiment.command(run_dir)
     logging.info("Running %s: %s", experiment.name, " ".join(command))
     started = time.time()
     with open(log_path, "a", encoding="utf-8") as log:
-        completed = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                   stderr=log, text=True, check=False,
-                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        log.write(completed.stdout)
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log,
+                                   text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        try:
+            stdout, _ = process.communicate(timeout=max_seconds)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)
+            try:
+                stdout, _ = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, _ = process.communicate()
+            log.write(stdout or "")
+            return capped_result(experiment, log_dir, time.time() - started, command)
+        log.write(stdout)
     seconds = time.time() - started
-    lines = completed.stdout.strip().splitlines()
-    if completed.returncode != 0 or not lines:
-        logging.error("%s failed (exit %d); see %s", experiment.name, completed.returncode,
+    lines = stdout.strip().splitlines()
+    if process.returncode != 0 or not lines:
+        logging.error("%s failed (exit %d); see %s", experiment.name, process.returncode,
                       log_path)
         return {"failed": True, "wall_seconds": seconds}
     result = json.loads(lines[-1])
-    with open(os.path.join(run_dir, experiment.name, "history.json"), encoding="utf-8") as file:
+    with open(os.path.join(log_dir, "history.json"), encoding="utf-8") as file:
         result["history"] = json.load(file)
-    result["wall_seconds"] = seconds
-    result["command"] = "python " + " ".join(command[1:2] + [
-        argument for argument in command[2:] if not argument.startswith("--log_dir")])
+    result.update(wall_seconds=seconds, command=_shown(command))
     logging.info("%s: %s", experiment.name, {key: value for key, value in result.items()
                                              if key not in ("history", "command")})
     return result
+
+
+def _shown(command):
+    """The command as the report shows it (no --log_dir)."""
+    return "python " + " ".join(command[1:2] + [
+        argument for argument in command[2:] if not argument.startswith("--log_dir")])
+
+
+def capped_result(experiment, log_dir, seconds, command):
+    """A run stopped at the wall-time cap, reported as far as its history goes."""
+    history = read_history(log_dir, int(experiment.flags.get("log_every", LOG_EVERY)))
+    last = history[-1] if history else {}
+    logging.warning("%s: stopped at the wall-time cap after %.1f min, at step %s.",
+                    experiment.name, seconds / 60, last.get("step", 0))
+    return {"capped": True, "steps": last.get("step", 0), "train_mse": last.get("loss"),
+            "mse": None, "resumed_from": 0, "wall_seconds": seconds, "command": _shown(command),
+            "history": history}
 
 
 # ------------------------------------------------------------------------ report
@@ -170,16 +240,18 @@ def adding_row(experiment, result):
     setting = experiment.setting
     if result.get("failed"):
         return f"| adding, T={setting['T']} | {experiment.model} | — | run failed | | | | |"
+    held_out = ("capped: stopped at the wall-time cap" if result.get("capped")
+                else f"held-out {result['mse']:.4f}")
     # Solved: the stop criterion, the training MSE of the last 100-step window
     # (5000 sequences, each seen before the update it causes) below 0.01.
     solved = result["train_mse"] is not None and result["train_mse"] < ADDING_TARGET_MSE
-    if experiment.model == "indrnn":
+    if experiment.model.startswith("indrnn"):
         target, met = f"< {ADDING_TARGET_MSE}", "yes" if solved else "**no**"
     else:  # the baseline has no target: the table says whether it solved the task anyway
         target, met = "baseline", "solved" if solved else "not solved"
     return (f"| adding, T={setting['T']} | {experiment.model} | {result['steps']} / "
-            f"{setting['budget']} | MSE {_number(result['train_mse'])} (held-out "
-            f"{result['mse']:.4f}) | {target} | {met} | "
+            f"{setting['budget']} | MSE {_number(result['train_mse'])} ({held_out}) | "
+            f"{target} | {met} | "
             f"{PAPER[('adding', experiment.model)]} | {result['wall_seconds'] / 60:.1f} |")
 
 
@@ -239,8 +311,7 @@ def plot_adding(runs, path):
         for experiment, result in runs:
             if experiment.setting["T"] != length:
                 continue
-            points = [(record["step"], record["mse"]) for record in result["history"]
-                      if record["split"] == "train"]
+            points = [(record["step"], record["loss"]) for record in result["history"]]
             axis.plot(*zip(*points), label=experiment.model)
         axis.axhline(ADDING_CHANCE_MSE, color="gray", linestyle=":", label="chance 0.167")
         axis.axhline(ADDING_TARGET_MSE, color="gray", linestyle="--", label="target 0.01")
@@ -264,8 +335,8 @@ def plot_digits(runs, path):
     pyplot = _pyplot()
     figure, axis = pyplot.subplots(figsize=(6.5, 4))
     for experiment, result in runs:
-        points = [(record["step"], record["accuracy"]) for record in result["history"]
-                  if record["split"] == "validation"]
+        points = [(record["step"], record["val_accuracy"]) for record in result["history"]
+                  if "val_accuracy" in record]
         label = (f"{experiment.model}, {'permuted' if experiment.setting['permuted'] else 'plain'}"
                  f" (test {100 * result['test_accuracy']:.1f}%)")
         axis.plot(*zip(*points), marker=".", label=label)
@@ -303,6 +374,11 @@ def experiments_from_flags():
         experiments += adding_experiments(time_steps, budgets)
     if "digits" in FLAGS.parts:
         experiments += digits_experiments(FLAGS.digits_indrnn_steps, FLAGS.digits_drnn_steps)
+    if "long" in FLAGS.parts:
+        if FLAGS.long_steps % LOG_EVERY:
+            raise app.UsageError(f"--long_steps={FLAGS.long_steps} must be a multiple of "
+                                 f"{LOG_EVERY}.")
+        experiments.append(long_adding_experiment(FLAGS.long_time_steps, FLAGS.long_steps))
     return experiments
 
 
@@ -312,9 +388,10 @@ def main(argv):
     experiments = experiments_from_flags()
     results_path = os.path.join(FLAGS.output_dir, "results.json")
     previous = load_previous_results(results_path)
-    runs = [(experiment, keep_earlier_timing(run_experiment(experiment, FLAGS.run_dir),
-                                             previous.get(experiment.name, {})))
-            for experiment in experiments]
+    max_seconds = FLAGS.max_minutes and FLAGS.max_minutes * 60
+    runs = [(experiment, keep_earlier_timing(
+        run_experiment(experiment, FLAGS.run_dir, max_seconds),
+        previous.get(experiment.name, {}))) for experiment in experiments]
     total_seconds = sum(result["wall_seconds"] for _, result in runs)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     table = write_table(runs, os.path.join(FLAGS.output_dir, "REPRODUCTION.md"), total_seconds)

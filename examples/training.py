@@ -218,10 +218,18 @@ def full_history(plan):
     Returns:
         A list of dicts with "step" and the epoch logs ("loss", "val_accuracy"...).
     """
-    rows = _read_history(plan.log_dir, sys.maxsize)
-    return [{"step": plan.step_of(row.pop("epoch")),
+    return read_history(plan.log_dir, plan.log_every)
+
+
+def read_history(log_dir, log_every):
+    """The epoch records in `log_dir`'s CSV logs, e.g. of a run still going or killed.
+
+    Returns:
+        A list of dicts with "step" and the epoch logs ("loss", "val_accuracy"...).
+    """
+    return [{"step": (row.pop("epoch") + 1) * log_every,
              **{key: value for key, value in row.items() if value is not None}}
-            for row in rows]
+            for row in _read_history(log_dir, sys.maxsize)]
 
 
 def stop_reason(records, stop):
