@@ -8,7 +8,8 @@
 * `load_tf1_checkpoint`: TF1 checkpoints of the original graphs into these
   layers (see MIGRATING.md).
 * `estimate_batch_norm_statistics`, `BatchNormStatistics`: exact population
-  statistics for the batch norms (a function, and a callback for `fit`).
+  statistics for the batch norms (a function, and a callback for `fit`);
+  `BatchNormModel`, the models' class, whose `fit` uses that callback.
 * `ind_rnn.legacy.IndRNNCell`: the TF1 graph-mode cell for `tf.compat.v1`
   code (needs the `legacy` extra and TF_USE_LEGACY_KERAS=1; not imported here).
 """
@@ -26,8 +27,9 @@ __all__ += ["SequenceBatchNormalization", "ResidualIndRNNBlock", "DenseIndRNNBlo
             "build_sequence_classifier", "build_plain_indrnn", "build_residual_indrnn",
             "build_dense_indrnn", "recommended_recurrent_initializers"]
 from ind_rnn.batch_norm import BatchNormStatistics, estimate_batch_norm_statistics
+from ind_rnn.batch_norm_model import BatchNormModel
 
-__all__ += ["estimate_batch_norm_statistics", "BatchNormStatistics"]
+__all__ += ["estimate_batch_norm_statistics", "BatchNormStatistics", "BatchNormModel"]
 from ind_rnn.tf1_checkpoint import TF1CheckpointReport, load_tf1_checkpoint
 
 __all__ += ["load_tf1_checkpoint", "TF1CheckpointReport"]

@@ -156,6 +156,10 @@ class _Moments:
         for average, value in ((layer.moving_mean, self.mean),
                                (layer.moving_variance, variance)):
             average.assign(np.broadcast_to(value, average.shape).astype(average.dtype))
+        if getattr(layer, "moving_weight", None) is not None:
+            # SequenceBatchNormalization: the averages are complete (training
+            # on from here updates them, it does not replace them).
+            layer.moving_weight.assign(1.0)
         return count
 
 

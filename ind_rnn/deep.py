@@ -4,7 +4,8 @@ Li et al. train IndRNNs 21 layers deep ("longer and deeper", CVPR 2018) and
 add dense IndRNNs in the follow-up ("Deep IndRNN", arXiv 1910.06251). The
 layers here are built on `ind_rnn.IndRNN`, so there is one recurrence:
 
-* `SequenceBatchNormalization`: batch norm over batch and time, mask-aware.
+* `SequenceBatchNormalization` (from `ind_rnn.sequence_batch_norm`): batch
+  norm over batch and time, mask-aware, with debiased moving averages.
 * `ResidualIndRNNBlock`: BN -> IndRNN -> BN -> IndRNN plus a shortcut.
 * `DenseIndRNNBlock`: dense layers whose outputs are concatenated to their
   inputs, with a bottleneck.
@@ -19,6 +20,7 @@ import tensorflow as tf
 
 from ind_rnn import _checks
 from ind_rnn.layer import IndRNN
+from ind_rnn.sequence_batch_norm import SequenceBatchNormalization  # noqa: F401 (re-export)
 
 
 # Input kernels of the deep blocks: fan-in-scaled uniform with standard
@@ -61,105 +63,6 @@ def boolean(name, value):
     if not isinstance(value, bool):
         raise TypeError(_invalid(name, "True or False", value))
     return value
-
-
-@keras.saving.register_keras_serializable(package="ind_rnn")
-class SequenceBatchNormalization(keras.layers.BatchNormalization):
-    """Batch normalization of `[batch, time, features]` over batch and time, mask-aware.
-
-    The statistics of each feature are taken over all batch rows and time
-    steps, as in the original sequential MNIST script. With a mask, padded
-    steps do not enter the statistics (nor the moving averages), so a padded
-    batch is normalized exactly as its valid steps alone would be; the
-    outputs at padded steps are normalized with the same statistics and are
-    meant to be ignored downstream (IndRNN skips masked steps). At inference
-    the moving averages are used, as in `keras.layers.BatchNormalization`,
-    of which this is a subclass (it computes the masked statistics itself:
-    Keras 3.0, which TF 2.16 allows, ignores the mask). With a mask the
-    statistics are those of this replica (`synchronized` applies to
-    unmasked batches only).
-
-    Args:
-        momentum: momentum of the moving averages.
-        epsilon: small float added to the variance.
-        **kwargs: the other `keras.layers.BatchNormalization` arguments
-            (`center`, `scale`, initializers, regularizers, constraints,
-            `name`, `dtype`, ...). `axis` may only be -1 (features last);
-            `renorm` is not supported.
-
-    Call arguments:
-        inputs: `[batch, time, features]`.
-        training: whether to normalize with the batch statistics (and update
-            the moving averages) or with the moving averages.
-        mask: optional boolean `[batch, time]`, False at padded steps.
-
-    Returns:
-        A tensor shaped like `inputs`; the mask is passed on.
-
-    Raises:
-        ValueError: for an `axis` other than -1, `renorm=True`, inputs that
-            are not rank 3 with a known last dimension, or a mask that is not
-            `[batch, time]`.
-
-    Example:
-
-    >>> import numpy as np
-    >>> from ind_rnn import SequenceBatchNormalization
-    >>> x = np.random.rand(4, 10, 3).astype("float32")
-    >>> mask = np.arange(10)[None, :] < np.array([[10], [7], [5], [2]])
-    >>> SequenceBatchNormalization()(x, training=True, mask=mask).shape
-    TensorShape([4, 10, 3])
-    """
-
-    def __init__(self, momentum=0.99, epsilon=1e-3, **kwargs):
-        axis = kwargs.pop("axis", -1)
-        if axis not in (-1, [-1], (-1,)):
-            raise ValueError(_invalid("axis", "-1 (features last)", axis))
-        if kwargs.get("renorm"):
-            raise ValueError(_invalid("renorm", "False (not supported over time)",
-                                      kwargs["renorm"]))
-        super().__init__(axis=-1, momentum=momentum, epsilon=epsilon, **kwargs)
-
-    def build(self, input_shape):
-        _checks.known_feature_size("inputs", input_shape, rank=3)
-        super().build(input_shape)
-
-    def call(self, inputs, training=None, mask=None):
-        if mask is None or not (training and self.trainable):
-            return super().call(inputs, training=training)
-        if mask.shape.rank != 2:
-            raise ValueError(_invalid("mask", "a boolean tensor [batch, time]", mask.shape))
-        # As Keras does: statistics in float32 even under mixed precision.
-        values = tf.cast(inputs, "float32")
-        mean, variance, count = _masked_moments(values, tf.cast(mask, tf.bool))
-        self._update_moving_averages(mean, variance, count)
-        gamma = tf.cast(self.gamma, "float32") if self.scale else None
-        beta = tf.cast(self.beta, "float32") if self.center else None
-        outputs = tf.nn.batch_normalization(values, mean, variance, beta, gamma, self.epsilon)
-        return tf.cast(outputs, self.compute_dtype)
-
-    def _update_moving_averages(self, mean, variance, count):
-        # A batch with no valid step carries no statistics: keep the averages.
-        momentum = tf.where(count > 0, tf.constant(self.momentum, "float32"), 1.0)
-        for average, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
-            current = tf.cast(average, "float32")
-            average.assign(tf.cast(current * momentum + value * (1.0 - momentum),
-                                   average.dtype))
-
-
-def _masked_moments(values, mask):
-    """Per-feature mean and (biased) variance of `values` over the steps where `mask`.
-
-    Returns `(mean, variance, count)`, with `count` the number of valid
-    steps; zeros if there are none.
-    """
-    weights = tf.cast(mask, values.dtype)[:, :, None]
-    count = tf.reduce_sum(weights)
-    safe_count = tf.maximum(count, 1.0)
-    mean = tf.reduce_sum(values * weights, axis=[0, 1]) / safe_count
-    # Centre before squaring: E[x^2] - E[x]^2 loses precision in float32.
-    variance = tf.reduce_sum(tf.square(values - mean) * weights, axis=[0, 1]) / safe_count
-    return mean, variance, count
 
 
 def _serialize_initializer(initializer):

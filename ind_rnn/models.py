@@ -6,8 +6,11 @@
 * `recommended_recurrent_initializers`: the initialisation that keeps deep
   stacks trainable over long sequences.
 
-All are functional `keras.Model`s of registered layers, so they save to and
-load from `.keras` files.
+All are functional models of registered layers, so they save to and load
+from `.keras` files. They are `BatchNormModel`s: `fit` sets the batch norms'
+statistics to the exact population statistics of 500 training sequences
+before each validation and at the end, so that `evaluate` and `predict`
+reflect what was learned (see `ind_rnn.batch_norm_model`).
 """
 import numbers
 
@@ -15,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from ind_rnn import _checks
+from ind_rnn.batch_norm_model import BatchNormModel
 from ind_rnn.deep import (DEEP_INPUT_KERNEL_INITIALIZER, DenseIndRNNBlock, ResidualIndRNNBlock,
                           SequenceBatchNormalization, boolean, fraction, non_negative_int,
                           reseeded)
@@ -298,7 +302,7 @@ def build_plain_indrnn(time_steps, input_dim, num_layers=6, units=128, recurrent
     inputs = _sequence_input(time_steps, input_dim)
     outputs = _plain_stack(inputs, num_layers, units, inputs.shape[1], recurrent_max_abs,
                            dropout, batch_norm, input_kernel_initializer, seed)
-    return keras.Model(inputs, outputs, name=name)
+    return BatchNormModel(inputs, outputs, name=name)
 
 
 def build_residual_indrnn(time_steps, input_dim, num_blocks, units=128, recurrent_max_abs=None,
@@ -339,7 +343,7 @@ def build_residual_indrnn(time_steps, input_dim, num_blocks, units=128, recurren
     inputs = _sequence_input(time_steps, input_dim)
     outputs = _residual_stack(inputs, num_blocks, units, inputs.shape[1], recurrent_max_abs,
                               dropout, batch_norm, input_kernel_initializer, seed)
-    return keras.Model(inputs, outputs, name=name)
+    return BatchNormModel(inputs, outputs, name=name)
 
 
 def build_dense_indrnn(time_steps, input_dim, layers_per_block=(8, 6, 4), units=128,
@@ -384,7 +388,7 @@ def build_dense_indrnn(time_steps, input_dim, layers_per_block=(8, 6, 4), units=
     outputs = _dense_stack(inputs, layers_per_block, units, growth_rate, bottleneck,
                            compression, inputs.shape[1], recurrent_max_abs, dropout,
                            batch_norm, input_kernel_initializer, seed)
-    return keras.Model(inputs, outputs, name=name)
+    return BatchNormModel(inputs, outputs, name=name)
 
 
 @keras.saving.register_keras_serializable(package="ind_rnn")
@@ -529,7 +533,7 @@ def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain",
                                  bottleneck=options.get("bottleneck", 4),
                                  compression=options.get("compression", 0.5), **common)
     logits = keras.layers.Dense(num_classes, name="logits")(LastStep(name="last_step")(sequences))
-    return keras.Model(inputs, logits, name=name or f"{model}_indrnn_classifier")
+    return BatchNormModel(inputs, logits, name=name or f"{model}_indrnn_classifier")
 
 
 def _residual_blocks(num_layers):

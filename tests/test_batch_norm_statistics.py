@@ -4,13 +4,18 @@ The estimate is checked against a NumPy forward pass (tests/indrnn_numpy_referen
 which shares no code with the package) that pools each layer's inputs and
 normalizes with the pooled statistics, layer after layer.
 """
+import doctest
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn import datasets as sklearn_datasets
 
 import ind_rnn.batch_norm
-from ind_rnn import (BatchNormStatistics, IndRNN, SequenceBatchNormalization,
+import ind_rnn.batch_norm_model
+import ind_rnn.sequence_batch_norm
+from ind_rnn import (BatchNormModel, BatchNormStatistics, IndRNN, SequenceBatchNormalization,
                      build_sequence_classifier, estimate_batch_norm_statistics)
 from tests import indrnn_numpy_reference as reference
 
@@ -161,8 +166,9 @@ def test_estimate_changes_nothing_but_the_moving_statistics(rng):
     assert set(counts) == {"norm_1", "norm_3"}  # a frozen batch norm is left as it is
     for weight in model.weights:
         changed = not np.array_equal(before[weight.path], weight.numpy())
-        moving = "moving" in weight.path and "norm_2" not in weight.path
-        assert changed == moving, weight.path
+        statistic = weight.path.endswith(("moving_mean", "moving_variance", "moving_weight"))
+        expected = statistic and "norm_2" not in weight.path
+        assert changed == expected, weight.path
     # The layers work normally afterwards (the wrapped calls are gone).
     assert "call" not in vars(model.get_layer("norm_1"))
 
@@ -233,3 +239,186 @@ def test_callback_sets_exact_statistics_before_every_validation(rng):
                              _numpy_population_statistics(x[:24], _plain_stack(model, 2)))
     model.evaluate(x, y, verbose=0, callbacks=[statistics])
     assert statistics.calls == 4
+
+
+def test_sequence_batch_norm_debiased_moving_averages_match_numpy(rng):
+    """After n batches: sum_i (1 - m) m^(n-i) s_i / (1 - m^n), no trace of the start values."""
+    norm = SequenceBatchNormalization(momentum=0.8)
+    batches = [(rng.randn(3, 5, 4) * scale + shift).astype("float32")
+               for scale, shift in ((1e-3, 0.0), (2e-3, 1e-3), (3e-3, -1e-3))]
+    for batch in batches:
+        norm(batch, training=True)
+    weights = np.array([0.2 * 0.8 ** 2, 0.2 * 0.8, 0.2]) / (1 - 0.8 ** 3)
+    means = [b.reshape(-1, 4).mean(0) for b in batches]
+    variances = [b.reshape(-1, 4).var(0) for b in batches]
+    np.testing.assert_allclose(norm.moving_mean.numpy(), np.tensordot(weights, means, 1),
+                               rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(norm.moving_variance.numpy(),
+                               np.tensordot(weights, variances, 1), rtol=1e-4)
+    np.testing.assert_allclose(norm.moving_weight.numpy(), 1 - 0.8 ** 3, rtol=1e-6)
+
+
+def test_sequence_batch_norm_training_output_and_gradients_match_numpy(rng):
+    """Training mode is plain batch norm over batch and time (unchanged by the debiasing)."""
+    x = (rng.randn(3, 6, 4) * 0.01 + 0.3).astype("float32")
+    upstream = rng.randn(3, 6, 4)
+    norm = SequenceBatchNormalization()
+    norm.build(x.shape)
+    gamma, beta = rng.uniform(0.5, 1.5, 4), rng.uniform(-0.5, 0.5, 4)
+    norm.gamma.assign(gamma.astype("float32"))
+    norm.beta.assign(beta.astype("float32"))
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        loss = tf.reduce_sum(norm(inputs, training=True) * upstream)
+    grad_x, grad_gamma, grad_beta = tape.gradient(loss, [inputs, norm.gamma, norm.beta])
+    # NumPy: y = gamma * xhat + beta, xhat = (x - mu) / sqrt(var + eps), over N = 18 values.
+    values = x.reshape(-1, 4).astype(np.float64)
+    g = upstream.reshape(-1, 4)
+    mean, variance = values.mean(0), values.var(0)
+    inv = 1.0 / np.sqrt(variance + EPSILON)
+    xhat = (values - mean) * inv
+    np.testing.assert_allclose(norm(inputs, training=True).numpy().reshape(-1, 4),
+                               gamma * xhat + beta, rtol=1e-4, atol=1e-4)
+    dxhat = g * gamma
+    expected_dx = inv * (dxhat - dxhat.mean(0) - xhat * (dxhat * xhat).mean(0))
+    np.testing.assert_allclose(grad_x.numpy().reshape(-1, 4), expected_dx, rtol=1e-3,
+                               atol=1e-3)
+    np.testing.assert_allclose(grad_gamma.numpy(), (g * xhat).sum(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grad_beta.numpy(), g.sum(0), rtol=1e-5, atol=1e-5)
+
+
+def test_sequence_batch_norm_loads_variables_saved_without_moving_weight(rng):
+    norm = SequenceBatchNormalization()
+    norm.build((None, 5, 3))
+    old = {str(i): rng.randn(3).astype("float32") for i in range(4)}  # gamma, beta, mean, var
+    norm.load_own_variables(old)
+    for variable, key in zip((norm.gamma, norm.beta, norm.moving_mean, norm.moving_variance),
+                             "0123"):
+        np.testing.assert_array_equal(variable.numpy(), old[key])
+    assert norm.moving_weight.numpy() == 1.0  # warmed up: a next batch does not replace them
+
+
+def test_new_options_round_trip(tmp_path, rng):
+    model = build_sequence_classifier(9, 2, 3, model="residual", num_layers=3, units=4)
+    model.batch_norm_statistics = 64
+    norm = SequenceBatchNormalization(momentum=0.7)
+    assert SequenceBatchNormalization.from_config(norm.get_config()).momentum == 0.7
+    x = rng.randn(5, 9, 2).astype("float32")
+    model(x, training=True)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, BatchNormModel) and loaded.batch_norm_statistics == 64
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6)
+    assert ([w.numpy().tolist() for w in loaded.non_trainable_weights]
+            == [w.numpy().tolist() for w in model.non_trainable_weights])
+    with pytest.raises(ValueError, match="`batch_norm_statistics`"):
+        BatchNormModel(model.inputs, model.outputs, batch_norm_statistics=-1)
+    with pytest.raises(ValueError, match="`momentum`"):
+        SequenceBatchNormalization(momentum=1.0)
+
+
+def _compiled(model):
+    model.compile(keras.optimizers.Adam(1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_model_fit_re_estimates_from_the_training_part_of_arrays(rng):
+    x = (rng.randn(48, 9, 2) + 0.5).astype("float32")
+    y = rng.randint(0, 3, 48)
+    model = _compiled(_classifier(rng, layers=2))
+    snapshots = _Snapshots()
+    model.fit(x, y, batch_size=8, epochs=2, validation_split=0.25, verbose=0,
+              callbacks=[snapshots])
+    train = x[:36]  # Keras validates on the last quarter; 36 < 500: all training rows
+    assert len(snapshots.taken) == 2
+    for stack, moving in snapshots.taken:  # before each validation
+        _assert_statistics_close(moving, _numpy_population_statistics(train, stack))
+    _assert_statistics_close(_moving(model, ["norm_1", "norm_2"]),  # at the end
+                             _numpy_population_statistics(train, _plain_stack(model, 2)))
+
+
+def test_model_fit_re_estimates_from_the_first_dataset_batches(rng):
+    x = (rng.randn(40, 9, 2) + 0.5).astype("float32")
+    y = rng.randint(0, 3, 40)
+    model = _compiled(_classifier(rng, layers=2))
+    model.batch_norm_statistics = 16  # two batches of 8
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
+    _assert_statistics_close(_moving(model, ["norm_1", "norm_2"]),
+                             _numpy_population_statistics(x[:16], _plain_stack(model, 2)))
+
+
+def test_model_fit_keeps_the_users_callback_or_the_moving_averages(rng):
+    x = (rng.randn(32, 9, 2) + 0.5).astype("float32")
+    y = rng.randint(0, 3, 32)
+    model = _compiled(_classifier(rng, layers=2))
+    statistics = BatchNormStatistics(x[:8])
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[statistics])
+    assert statistics.calls == 1  # one callback, the user's
+    _assert_statistics_close(_moving(model, ["norm_1", "norm_2"]),
+                             _numpy_population_statistics(x[:8], _plain_stack(model, 2)))
+    model.batch_norm_statistics = 0  # off: the moving averages of the last batches
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    exact = _numpy_population_statistics(x, _plain_stack(model, 2))
+    assert not np.allclose(model.get_layer("norm_2").moving_mean.numpy(), exact[1][0],
+                           rtol=1e-3, atol=1e-4)
+    with pytest.warns(UserWarning, match="moving averages"):
+        model.batch_norm_statistics = 8
+        model.fit((batch for batch in [(x[:8], y[:8])]), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("module", [ind_rnn.batch_norm, ind_rnn.batch_norm_model,
+                                    ind_rnn.sequence_batch_norm])
+def test_docstring_examples_run(module):
+    failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0
+
+
+# ---------------------------------------------------------------- after plain fit
+
+def _digit_sequences():
+    """sklearn's 8x8 digits as 64-step pixel sequences in [-1, 1]: train / held-out."""
+    digits = sklearn_datasets.load_digits()
+    x = (digits.data / 8.0 - 1.0).astype("float32")[:, :, None]
+    y = digits.target.astype("int32")
+    return (x[:1400], y[:1400]), (x[1400:], y[1400:])
+
+
+def _accuracy(logits, labels):
+    return float(np.mean(np.argmax(np.asarray(logits), -1) == labels))
+
+
+def _batch_statistics_accuracy(model, x, y, batch_size):
+    """Accuracy with each batch normalized by its own statistics (training=True)."""
+    norms = ind_rnn.batch_norm.batch_norm_layers(model)
+    saved = [w.numpy() for layer in norms for w in layer.non_trainable_weights]
+    logits = np.concatenate([model(x[i:i + batch_size], training=True).numpy()
+                             for i in range(0, len(x), batch_size)])
+    for variable, value in zip([w for layer in norms for w in layer.non_trainable_weights],
+                               saved):
+        variable.assign(value)  # training=True moved the averages: put them back
+    return _accuracy(logits, y)
+
+
+@pytest.mark.parametrize("kind, num_layers, epochs, options", [
+    ("plain", 6, 4, {}),
+    ("residual", 5, 2, {}),
+    ("dense", 4, 2, {"growth_rate": 8, "num_blocks": 2}),
+])
+def test_evaluate_after_plain_fit_matches_batch_statistics(kind, num_layers, epochs, options):
+    (x, y), (x_test, y_test) = _digit_sequences()
+    model = build_sequence_classifier(64, 1, 10, model=kind, num_layers=num_layers, units=32,
+                                      **options)
+    model.compile(keras.optimizers.Adam(1e-3, global_clipnorm=5.0),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
+    batch_statistics = _batch_statistics_accuracy(model, x_test, y_test, 32)
+    inference = model.evaluate(x_test, y_test, batch_size=128, verbose=0)[1]
+    predicted = _accuracy(model.predict(x_test, batch_size=128, verbose=0), y_test)
+    print(f"{kind}: evaluate {inference:.3f}, batch statistics {batch_statistics:.3f}")
+    assert batch_statistics > 0.5  # it learned something
+    assert abs(inference - batch_statistics) <= 0.05
+    assert predicted == pytest.approx(inference, abs=1e-6)
