@@ -1,7 +1,11 @@
 """IndRNN for TensorFlow 2 / Keras (Li et al., CVPR 2018).
 
-* `IndRNNCell`: the TF1 original's cell, with its signature, for
-  `keras.layers.RNN`.
+* `IndRNNCell`: the TF1 original's cell, with its signature, for the Keras
+  that `tf.keras` is in this process (`keras_flavour()`): the Keras 3 cell
+  (`ind_rnn.keras_cell.IndRNNCell`, for `keras.layers.RNN`) by default, the
+  tf-keras / TF1 cell (`ind_rnn.legacy.IndRNNCell`, for `tf.keras.layers.RNN`
+  and `tf.compat.v1.nn.dynamic_rnn`) under TF_USE_LEGACY_KERAS=1. The same
+  holds for `ind_rnn.ind_rnn_cell.IndRNNCell`.
 * `IndRNN`: the fast whole-sequence layer with the same weights.
 * `indrnn_scan`, `project_and_scan`, `indrnn_step`, `effective_recurrent_weight`:
   the recurrence.
@@ -10,8 +14,10 @@
 * `estimate_batch_norm_statistics`, `BatchNormStatistics`: exact population
   statistics for the batch norms (a function, and a callback for `fit`);
   `BatchNormModel`, the models' class, whose `fit` uses that callback.
-* `ind_rnn.legacy.IndRNNCell`: the TF1 graph-mode cell for `tf.compat.v1`
-  code (needs the `legacy` extra and TF_USE_LEGACY_KERAS=1; not imported here).
+* `ind_rnn.legacy.IndRNNCell`: the tf-keras / TF1 cell under its explicit
+  name (needs the `legacy` extra and TF_USE_LEGACY_KERAS=1; imported here only
+  when `tf.keras` is tf-keras).
+* `keras_flavour()`, `KerasFlavourError`: the switch (see `ind_rnn.flavour`).
 """
 from ind_rnn.ind_rnn_cell import IndRNNCell
 from ind_rnn.layer import IndRNN
@@ -34,3 +40,12 @@ from ind_rnn.tf1_checkpoint import TF1CheckpointReport, load_tf1_checkpoint
 
 __all__ += ["load_tf1_checkpoint", "TF1CheckpointReport"]
 __version__ = "0.1.0"
+from ind_rnn.flavour import KerasFlavourError, keras_flavour
+
+__all__ += ["keras_flavour", "KerasFlavourError"]
+
+# The original's names follow tf.keras (ind_rnn.flavour). Bound after the
+# modules above, which import the Keras 3 cell under this name.
+from ind_rnn import ind_rnn_cell as _ind_rnn_cell  # noqa: E402
+
+IndRNNCell = _ind_rnn_cell.IndRNNCell = _ind_rnn_cell.flavour_cell()

@@ -1,13 +1,15 @@
-"""The TF1 graph-mode `IndRNNCell`, for `tf.compat.v1` code under tf-keras.
+"""The tf-keras / TF1 `IndRNNCell`, for `tf.keras` = tf-keras and `tf.compat.v1` code.
 
 Step one of TensorFlow's migration path is to run the TF1 code unchanged on
 TF 2.x through `tf.compat.v1`. The original `IndRNNCell` was a TF1
-`LayerRNNCell`; this module provides it again, for
-`tf.compat.v1.nn.dynamic_rnn` (alone or in
-`tf.compat.v1.nn.rnn_cell.MultiRNNCell`), with the original signature and
-the original variable names (`.../ind_rnn_cell/input_kernel`,
-`recurrent_kernel`, `bias`), so TF1 checkpoints restore into it with a plain
-`Saver`.
+`LayerRNNCell`; this module provides it again, with the original signature
+and variable names (`.../ind_rnn_cell/input_kernel`, `recurrent_kernel`,
+`bias`, so TF1 checkpoints restore into it with a plain `Saver`), for
+
+* the TF1 graph API: `tf.compat.v1.nn.dynamic_rnn`, `static_rnn`,
+  `bidirectional_dynamic_rnn`, `tf.compat.v1.nn.rnn_cell.MultiRNNCell`;
+* tf-keras: `tf.keras.layers.RNN(IndRNNCell(...))` with `fit`, `save` and
+  `tf.keras.models.load_model` (registered as `ind_rnn>IndRNNCell`).
 
 It needs the `legacy` extra (`pip install "drnn-indrnn-tf2[legacy]"`, which
 installs tf-keras) and `TF_USE_LEGACY_KERAS=1` set before TensorFlow is first
@@ -15,9 +17,10 @@ imported: TensorFlow >= 2.16 provides its TF1 RNN cells
 (`tf.compat.v1.nn.rnn_cell`) only through tf-keras. Importing this module
 without them raises an ImportError that says so.
 
-`ind_rnn.IndRNNCell` (the package's top-level name) is always the Keras 3
-cell, whatever `TF_USE_LEGACY_KERAS` says; the graph-mode cell is only ever
-`ind_rnn.legacy.IndRNNCell`. The maths is not repeated here: `call` runs
+Under `TF_USE_LEGACY_KERAS=1` this class is also what the original's names
+give: `ind_rnn.IndRNNCell` and `ind_rnn.ind_rnn_cell.IndRNNCell` (see
+`ind_rnn.flavour`); under Keras 3 those are `ind_rnn.keras_cell.IndRNNCell`.
+The maths is not repeated here: `call` runs
 `ind_rnn.recurrence.project_inputs`, `effective_recurrent_weight` and
 `indrnn_step`, the functions every other IndRNN path uses.
 
@@ -36,14 +39,9 @@ import os
 
 import tensorflow as tf
 
-from ind_rnn import _checks
+from ind_rnn import _checks, flavour
+from ind_rnn.flavour import LEGACY_HELP  # noqa: F401 (re-exported)
 from ind_rnn.recurrence import effective_recurrent_weight, indrnn_step, project_inputs
-
-LEGACY_HELP = (
-    "TensorFlow >= 2.16 provides its TF1 RNN cells (tf.compat.v1.nn.rnn_cell) only "
-    "through tf-keras: install the `legacy` extra (pip install \"drnn-indrnn-tf2[legacy]\") "
-    "and set the environment variable TF_USE_LEGACY_KERAS=1 before TensorFlow is first "
-    "imported.")
 
 
 def legacy_rnn_cells():
@@ -78,13 +76,33 @@ def _layer_rnn_cell_class():
 _LayerRNNCell = _layer_rnn_cell_class()
 
 
+def _serializable(cls):
+    # tf-keras's registry (tf.keras is tf-keras whenever this module imports),
+    # so tf.keras.models.load_model finds the cell of a saved RNN layer: as
+    # "ind_rnn>IndRNNCell" (.keras files), and by its class name, which is what
+    # tf-keras' RNN layer writes for its cell in HDF5 files.
+    cls = tf.keras.utils.register_keras_serializable(package="ind_rnn")(cls)
+    tf.keras.utils.get_custom_objects().setdefault(cls.__name__, cls)
+    return cls
+
+
+def _initializer(value):
+    """None (the original's default), a TF1 / tf-keras initializer, or its config / name."""
+    if value is None or callable(value):
+        return value
+    return tf.keras.initializers.get(value)
+
+
+@_serializable
 class IndRNNCell(_LayerRNNCell):
     """The TF1 original's `IndRNNCell`: `h_t = act(x_t @ W + u * h_{t-1} + b)`.
 
     A `tf.compat.v1` RNN cell (a tf-keras `LayerRNNCell`) for graph-mode
-    code: `tf.compat.v1.nn.dynamic_rnn`, `static_rnn`, `MultiRNNCell`. Same
-    signature, defaults and variables as the original; the recurrent-weight
-    bounds are applied on every step, so the stored weight keeps training.
+    code (`tf.compat.v1.nn.dynamic_rnn`, `static_rnn`,
+    `bidirectional_dynamic_rnn`, `MultiRNNCell`) and for tf-keras'
+    `tf.keras.layers.RNN`. Same signature, defaults and variables as the
+    original; the recurrent-weight bounds are applied on every step, so the
+    stored weight keeps training.
 
     Args:
         num_units: positive int, number of units (state and output size).
@@ -92,9 +110,10 @@ class IndRNNCell(_LayerRNNCell):
             is `sign(u) * max(|u|, recurrent_min_abs)` (an exact 0 stays 0).
         recurrent_max_abs: float >= 0 or None; if non-zero, the recurrent
             weight used is clipped to `[-recurrent_max_abs, recurrent_max_abs]`.
-        recurrent_kernel_initializer: TF1 initializer of `recurrent_kernel`
-            `[num_units]`; None: the original's constant 1.0.
-        input_kernel_initializer: TF1 initializer of `input_kernel`
+        recurrent_kernel_initializer: TF1 or tf-keras initializer (or its
+            name / config) of `recurrent_kernel` `[num_units]`; None: the
+            original's constant 1.0.
+        input_kernel_initializer: the same for `input_kernel`
             `[input_depth, num_units]`; None: the original's normal(0, 0.001).
         activation: elementwise activation (callable or Keras name); None
             means ReLU.
@@ -111,12 +130,21 @@ class IndRNNCell(_LayerRNNCell):
             negative bounds, `recurrent_min_abs > recurrent_max_abs`, an
             unknown activation, or inputs that are not rank 2 with a known
             last dimension.
+        ind_rnn.flavour.KerasFlavourError (a TypeError): inside a Keras 3
+            layer (`keras.layers.RNN`), which asks for an initial state
+            without a dtype.
 
     Example (graph mode, TF_USE_LEGACY_KERAS=1):
 
         cell = IndRNNCell(128, recurrent_max_abs=2 ** (1 / 784))
         outputs, _ = tf.compat.v1.nn.dynamic_rnn(cell, inputs, dtype=tf.float32)
         # variables rnn/ind_rnn_cell/{input_kernel, recurrent_kernel, bias}
+
+    Example (tf-keras, TF_USE_LEGACY_KERAS=1):
+
+        model = tf.keras.Sequential([tf.keras.Input((100, 2)),
+                                     tf.keras.layers.RNN(IndRNNCell(128)),
+                                     tf.keras.layers.Dense(1)])
     """
 
     def __init__(self, num_units, recurrent_min_abs=0, recurrent_max_abs=None,
@@ -135,8 +163,8 @@ class IndRNNCell(_LayerRNNCell):
                 "Received an invalid value for argument `recurrent_min_abs`, expected a "
                 f"value <= recurrent_max_abs={self._recurrent_max_abs}, got {recurrent_min_abs}.")
         self._activation = _checks.activation(activation)
-        self._input_kernel_initializer = input_kernel_initializer
-        self._recurrent_kernel_initializer = recurrent_kernel_initializer
+        self._input_kernel_initializer = _initializer(input_kernel_initializer)
+        self._recurrent_kernel_initializer = _initializer(recurrent_kernel_initializer)
 
     @property
     def state_size(self):
@@ -177,11 +205,33 @@ class IndRNNCell(_LayerRNNCell):
                              recurrent_weight, state, self._activation)
         return output, output
 
+    def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
+        """TF1's zero state; refuses the call of a Keras 3 RNN layer (no inputs, no dtype).
+
+        Raises:
+            ind_rnn.flavour.KerasFlavourError: when asked by a Keras 3 layer.
+        """
+        if inputs is None and dtype is None and batch_size is not None:
+            raise flavour.unsupported(
+                "the tf-keras / TF1 cell `ind_rnn.legacy.IndRNNCell` inside a Keras 3 layer "
+                "(keras.layers.RNN, dilated_rnn.DilatedRNN, a keras.Model)",
+                "tf.keras.layers.RNN(ind_rnn.IndRNNCell(...)) in a tf.keras model under "
+                "TF_USE_LEGACY_KERAS=1; or, with Keras 3, ind_rnn.IndRNN or "
+                "keras.layers.RNN(ind_rnn.keras_cell.IndRNNCell(...)) (same signature, weights "
+                "and maths).")
+        return super().get_initial_state(inputs=inputs, batch_size=batch_size, dtype=dtype)
+
     def get_config(self):
+        def initializer_config(initializer):
+            return None if initializer is None else tf.keras.initializers.serialize(initializer)
+
         config = {
             "num_units": self._num_units,
             "recurrent_min_abs": self._recurrent_min_abs,
             "recurrent_max_abs": self._recurrent_max_abs,
+            "recurrent_kernel_initializer":
+                initializer_config(self._recurrent_kernel_initializer),
+            "input_kernel_initializer": initializer_config(self._input_kernel_initializer),
             "activation": getattr(self._activation, "__name__", self._activation),
             "reuse": self._reuse,
         }
