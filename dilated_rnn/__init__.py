@@ -6,10 +6,13 @@ model), the TF1-exact cells `BasicRNNCell`, `BasicLSTMCell`, `GRUCell`, and
 arguments: `dRNN`, `multi_dRNN_with_dilations` (also in `dilated_rnn.drnn`),
 `_contruct_cells`, `_rnn_reformat`, `drnn_classification` (also in
 `dilated_rnn.classification_models`).
+These build Keras 3 layers in eager and functional code; called in TF1 graph
+mode (placeholders, `Session`) they build the original TF1 graph, with the
+original scope names, by `dilated_rnn.legacy` (which needs the `legacy` extra
+and TF_USE_LEGACY_KERAS=1; without them graph mode raises an ImportError
+saying so). See `ind_rnn.flavour`.
 `load_tf1_checkpoint` loads TF1 checkpoints of the original demo into these
-models (see MIGRATING.md); `dilated_rnn.legacy` holds the original functions
-for `tf.compat.v1` graph mode (needs the `legacy` extra and
-TF_USE_LEGACY_KERAS=1; not imported here).
+models (see MIGRATING.md).
 """
 from dilated_rnn.cells import BasicLSTMCell, BasicRNNCell, GRUCell
 from dilated_rnn.cells import construct_cells

@@ -1,18 +1,31 @@
 """The TF1 original's `drnn` module: `dRNN` and `multi_dRNN_with_dilations`.
 
-Same names, arguments and results as the original graph builders, as thin
-adapters over `DilatedRNN`: inputs may be the original list of `n_steps`
-tensors `[batch, input_dims]` (a list comes back) or one `[batch, n_steps,
-input_dims]` tensor (a tensor comes back), eager tensors or `keras.Input`s.
-Each layer is a Keras `DilatedRNN` layer named after the original's variable
-scope; the cell keeps its weights, so passing the same cell again reuses
-them, as `reuse=True` did.
+Same names, arguments and results as the original graph builders. What they
+build depends on how they are called (`ind_rnn.flavour.graph_mode()`):
+
+* In TF1 graph mode (`tf.compat.v1.disable_eager_execution()` or
+  `disable_v2_behavior()`, placeholders, `Session`): the original TF1 graph,
+  with TF's TF1 cells and the original variable scopes
+  (`multi_dRNN_dilation_<d>/...`), by `dilated_rnn.legacy` (needs tf-keras
+  and TF_USE_LEGACY_KERAS=1; without them an ImportError says what to install
+  and set).
+* Otherwise (eager tensors, `keras.Input`): thin adapters over the Keras 3
+  `DilatedRNN` layer, each layer named after the original's variable scope;
+  the cell keeps its weights, so passing the same cell again reuses them, as
+  `reuse=True` did.
+
+Inputs may be the original list of `n_steps` tensors `[batch, input_dims]` (a
+list comes back) or one `[batch, n_steps, input_dims]` tensor (a tensor comes
+back). Mixing the two Keras (a TF1 cell outside graph mode, a Keras 3 cell in
+graph mode, a `tf.keras.Input`) raises `ind_rnn.flavour.KerasFlavourError`
+naming what to use instead.
 """
 import collections
 import logging
 
 import keras
 
+from ind_rnn import flavour
 from dilated_rnn._validation import check_same_length
 from dilated_rnn._validation import is_positive_int
 from dilated_rnn.layers import DilatedRNN
@@ -45,6 +58,9 @@ def dRNN(cell, inputs, rate, scope='default'):  # pylint: disable=invalid-name
     Raises:
         ValueError: if `rate` is not an int, is < 1 or is >= `n_steps` (the
             original's refusal), or `inputs` is neither form.
+        ImportError: in graph mode without tf-keras / TF_USE_LEGACY_KERAS=1.
+        ind_rnn.flavour.KerasFlavourError: for a cell or inputs of the other
+            Keras (see the module docstring).
 
     Example:
 
@@ -53,7 +69,9 @@ def dRNN(cell, inputs, rate, scope='default'):  # pylint: disable=invalid-name
     >>> len(outputs), tuple(outputs[0].shape)
     (5, (2, 3))
     """
-    return _stack_layers([cell], inputs, [rate], [scope])
+    if flavour.graph_mode():
+        return graph_api("dilated_rnn.drnn.dRNN").dRNN(cell, inputs, rate, scope)
+    return _stack_layers([cell], inputs, [rate], [scope], "dilated_rnn.drnn.dRNN")
 
 
 def multi_dRNN_with_dilations(cells, inputs, dilations):  # pylint: disable=invalid-name
@@ -75,6 +93,9 @@ def multi_dRNN_with_dilations(cells, inputs, dilations):  # pylint: disable=inva
 
     Raises:
         ValueError: if `len(cells) != len(dilations)` or a dilation is bad.
+        ImportError: in graph mode without tf-keras / TF_USE_LEGACY_KERAS=1.
+        ind_rnn.flavour.KerasFlavourError: for cells or inputs of the other
+            Keras (see the module docstring).
 
     Example:
 
@@ -83,10 +104,50 @@ def multi_dRNN_with_dilations(cells, inputs, dilations):  # pylint: disable=inva
     >>> multi_dRNN_with_dilations(cells, x, [1, 2]).shape
     TensorShape([2, 6, 4])
     """
+    name = "dilated_rnn.drnn.multi_dRNN_with_dilations"
+    if flavour.graph_mode():
+        return graph_api(name).multi_dRNN_with_dilations(cells, inputs, dilations)
     dilations = list(dilations)
     check_same_length("cells", list(cells), "dilations", dilations)
     return _stack_layers(list(cells), inputs, dilations,
-                         unique_layer_names(dilations))
+                         unique_layer_names(dilations), name)
+
+
+def graph_api(function_name):
+    """`dilated_rnn.legacy`, the graph-mode functions, once checked available.
+
+    Raises:
+        ImportError: without tf-keras / TF_USE_LEGACY_KERAS=1, saying what to
+            install and set.
+    """
+    flavour.check_graph_mode_available(function_name)
+    from dilated_rnn import legacy  # pylint: disable=import-outside-toplevel
+    return legacy
+
+
+KERAS_3_INSTEAD = (
+    "outside graph mode these functions build Keras 3 layers: call them on keras.Input or "
+    "eager tensors, with Keras 3 cells (dilated_rnn.BasicRNNCell, BasicLSTMCell, GRUCell, "
+    "ind_rnn.keras_cell.IndRNNCell, keras.layers.*Cell; dilated_rnn._contruct_cells makes "
+    "them), for a keras.Model. For TF1 code (tf.compat.v1.placeholder, TF1 cells, Session), "
+    "build the graph in graph mode: tf.compat.v1.disable_eager_execution() (or "
+    "disable_v2_behavior()) under TF_USE_LEGACY_KERAS=1.")
+
+
+def check_keras3_arguments(function_name, inputs, cells=()):
+    """Refuses tf-keras tensors and TF1 / tf-keras cells outside graph mode.
+
+    Raises:
+        ind_rnn.flavour.KerasFlavourError: naming the combination and what
+            to use instead.
+    """
+    flavour.check_not_tf_keras_tensor(function_name, inputs, KERAS_3_INSTEAD)
+    for cell in cells:
+        if flavour.is_tf_keras_object(cell):
+            raise flavour.unsupported(
+                f"the TF1 / tf-keras cell {flavour.describe(cell)} in `{function_name}` "
+                "outside graph mode (eager, keras.Input), where it builds Keras 3 layers",
+                KERAS_3_INSTEAD)
 
 
 def unique_layer_names(dilations):
@@ -102,7 +163,8 @@ def unique_layer_names(dilations):
     return names
 
 
-def _stack_layers(cells, inputs, dilations, names):
+def _stack_layers(cells, inputs, dilations, names, function_name):
+    check_keras3_arguments(function_name, inputs, cells)
     is_list = isinstance(inputs, (list, tuple))
     n_steps, _ = _sequence_shape(inputs, is_list)
     for dilation in dilations:

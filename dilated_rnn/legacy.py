@@ -19,8 +19,10 @@ arguments, list-of-tensors API, TF1 cells and variable names:
 so a TF1 checkpoint of the original graphs restores into them with a plain
 `tf.compat.v1.train.Saver`. Needs the `legacy` extra and
 `TF_USE_LEGACY_KERAS=1` before TensorFlow is imported (see
-`ind_rnn.legacy`); the package's top-level names (`dilated_rnn.dRNN`, ...)
-are always the Keras 3 versions.
+`ind_rnn.legacy`). The original module paths (`dilated_rnn.drnn.dRNN`,
+`dilated_rnn.classification_models.drnn_classification`, ...) and the
+package's top-level names call these functions when they are called in graph
+mode, and build Keras 3 layers otherwise (see `ind_rnn.flavour`).
 
 Nothing of the recurrence is rewritten: the padding and phase interleaving
 are `dilated_rnn.dilation.dilate` / `undilate` (the ones `DilatedRNN` runs),
@@ -28,8 +30,10 @@ the cell runs under `tf.compat.v1.nn.dynamic_rnn` (same variable names as
 the original's `static_rnn`, without unrolling the graph), and the output
 window is `dilated_rnn.layers.last_valid_steps`.
 """
+import keras
 import tensorflow as tf
 
+from ind_rnn import flavour
 from dilated_rnn import dilation
 from dilated_rnn._validation import check_int_list, check_positive_int, check_same_length
 from dilated_rnn.cells import CELL_TYPES
@@ -66,6 +70,7 @@ def dRNN(cell, inputs, rate, scope='default'):  # pylint: disable=invalid-name
     Raises:
         ValueError: for a `rate` that is not an int in `[1, n_steps)`, or
             `inputs` of neither form.
+        ind_rnn.flavour.KerasFlavourError: for a Keras 3 cell.
 
     Example (graph mode, TF_USE_LEGACY_KERAS=1):
 
@@ -73,7 +78,7 @@ def dRNN(cell, inputs, rate, scope='default'):  # pylint: disable=invalid-name
         cell = tf.compat.v1.nn.rnn_cell.BasicRNNCell(20)
         outputs = dRNN(cell, steps, rate=2, scope="layer_1")  # 10 tensors [batch, 20]
     """
-    return _run_layers([cell], inputs, [rate], [scope])
+    return _run_layers([cell], inputs, [rate], [scope], "dRNN")
 
 
 def multi_dRNN_with_dilations(cells, inputs, dilations):  # pylint: disable=invalid-name
@@ -93,6 +98,7 @@ def multi_dRNN_with_dilations(cells, inputs, dilations):  # pylint: disable=inva
 
     Raises:
         ValueError: if `len(cells) != len(dilations)` or a dilation is bad.
+        ind_rnn.flavour.KerasFlavourError: for a Keras 3 cell.
 
     Example (graph mode, TF_USE_LEGACY_KERAS=1):
 
@@ -101,7 +107,8 @@ def multi_dRNN_with_dilations(cells, inputs, dilations):  # pylint: disable=inva
     """
     dilations = list(dilations)
     check_same_length("cells", list(cells), "dilations", dilations)
-    return _run_layers(list(cells), inputs, dilations, unique_layer_names(dilations))
+    return _run_layers(list(cells), inputs, dilations, unique_layer_names(dilations),
+                       "multi_dRNN_with_dilations")
 
 
 def _contruct_cells(hidden_structs, cell_type):  # pylint: disable=invalid-name
@@ -187,8 +194,25 @@ def drnn_classification(x, hidden_structs, dilations, n_steps, n_classes, input_
     return tf.matmul(features, weights) + bias
 
 
-def _run_layers(cells, inputs, dilations, scopes):
+GRAPH_MODE_INSTEAD = (
+    "in graph mode the TF1 cells: tf.compat.v1.nn.rnn_cell.BasicRNNCell, BasicLSTMCell, "
+    "GRUCell, ind_rnn.IndRNNCell (= ind_rnn.legacy.IndRNNCell under TF_USE_LEGACY_KERAS=1), "
+    "or dilated_rnn._contruct_cells called in graph mode; Keras 3 cells go with eager "
+    "execution and keras.Input (no disable_eager_execution).")
+
+
+def _check_tf1_cells(cells, function_name):
+    for cell in cells:
+        if isinstance(cell, keras.layers.Layer):
+            raise flavour.unsupported(
+                f"the Keras 3 cell {flavour.describe(cell)} in `{function_name}` in TF1 graph "
+                "mode, which runs TF1 cells under tf.compat.v1.nn.dynamic_rnn",
+                GRAPH_MODE_INSTEAD)
+
+
+def _run_layers(cells, inputs, dilations, scopes, function_name):
     """Runs the layers over either input form; returns the same form."""
+    _check_tf1_cells(cells, function_name)
     is_list = isinstance(inputs, (list, tuple))
     n_steps, _ = _sequence_shape(inputs, is_list)
     n_steps = tf.compat.dimension_value(n_steps)
