@@ -13,9 +13,27 @@ Each is timed as a compiled training step (forward + backward + Adam);
 times are medians after warm-up, and the ratio compares timings of the same
 run only, since absolute times drift on shared machines.
 
+The header names the CPU, its x86-64 level and the level the kernels are
+built for; the last line gives the load over the run (see
+benchmarks/run_conditions.py).
+
+Flags:
+  --num_layers=N     IndRNN layers, odd: 1 + 2 * blocks (default 21)
+  --time_steps=T     sequence length (default 128)
+  --units=N          width of every IndRNN layer (default 128)
+  --batch_size=N     batch size (default 32)
+  --input_dim=N      features per step (default 1)
+  --repeats=N        timed steps of the fast model, median taken (default 5)
+  --slow_repeats=N   timed steps of the Keras RNN stack, median taken (default 3)
+  --warmup=N         untimed steps before timing, after the first, traced one (default 1)
+  --isa=LEVEL        x86-64-v2, x86-64-v3, x86-64-v4, native or any -march value: the
+                     fused kernels' level ($RNN_KERNELS_ISA), built and cached on its
+                     own (default: $RNN_KERNELS_ISA, else native)
+
 Usage:
   python benchmarks/deep_indrnn_speed.py                       # T 128, ~2-4 minutes on 2 cores
   python benchmarks/deep_indrnn_speed.py --time_steps=784 --repeats=10 --slow_repeats=3
+  python benchmarks/deep_indrnn_speed.py --isa=x86-64-v3      # the kernels built for AVX2
 """
 import os
 import time
@@ -27,8 +45,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ind_rnn import IndRNNCell, build_sequence_classifier  # noqa: E402
+from ind_rnn import IndRNNCell, build_sequence_classifier, native  # noqa: E402
 from ind_rnn.models import LastStep  # noqa: E402
+import run_conditions  # noqa: E402  (benchmarks/run_conditions.py)
 from step_timing import median_step_seconds  # noqa: E402  (benchmarks/step_timing.py)
 
 FLAGS = flags.FLAGS
@@ -40,6 +59,7 @@ flags.DEFINE_integer("input_dim", 1, "Features per step.")
 flags.DEFINE_integer("repeats", 5, "Timed steps of the fast model (median taken).")
 flags.DEFINE_integer("slow_repeats", 3, "Timed steps of the Keras RNN stack (median taken).")
 flags.DEFINE_integer("warmup", 1, "Untimed steps before timing (after the first, traced one).")
+flags.DEFINE_string("isa", None, run_conditions.ISA_HELP)
 
 NUM_CLASSES = 10
 
@@ -104,8 +124,14 @@ def main(argv):
     del argv
     if FLAGS.num_layers < 3 or FLAGS.num_layers % 2 == 0:
         raise app.UsageError("--num_layers must be odd and >= 3 (1 + 2 * blocks).")
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"CPU threads: {os.cpu_count()}")
+    try:
+        run_conditions.apply_isa(FLAGS.isa)  # before the kernels load
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    monitor = run_conditions.LoadMonitor()
+    print(monitor.header(run_conditions.load_kernels("IndRNN", native.load,
+                                                       run_conditions.indrnn_library_path()),
+                         f"TensorFlow {tf.__version__}, Keras {keras.__version__}"), flush=True)
     print(f"{FLAGS.num_layers}-layer residual IndRNN, {FLAGS.units} units, "
           f"batch {FLAGS.batch_size}, T {FLAGS.time_steps}, input {FLAGS.input_dim}")
     results = {}
@@ -119,6 +145,7 @@ def main(argv):
               f"step {median * 1000:9.1f} ms", flush=True)
     fast, slow = results.values()
     print(f"speed-up of res-IndRNN over the Keras RNN stack: {slow / fast:.1f}x")
+    print(monitor.footer())
 
 
 if __name__ == "__main__":

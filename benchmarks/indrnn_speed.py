@@ -20,10 +20,24 @@ projecting the inputs inside the recurrence against projecting them first
 with one matmul. It is where `ind_rnn.recurrence.MAX_DEPTH_PROJECTED_IN_KERNEL`
 comes from.
 
+The header names the CPU, its x86-64 level and the level the kernels are
+built for; the last line gives the load over the run (see
+benchmarks/run_conditions.py).
+
+Flags:
+  --workloads=a,b,c     which workloads: a, b, c, depth (default a,b,c)
+  --repeats=N           timed steps per fast variant, median taken (default 10)
+  --slow_repeats=N      timed steps per slow baseline, Keras RNN and LSTM (default 3)
+  --warmup=N            untimed steps before timing (default 2)
+  --isa=LEVEL           x86-64-v2, x86-64-v3, x86-64-v4, native or any -march value:
+                        the fused kernels' level ($RNN_KERNELS_ISA), built and cached
+                        on its own (default: $RNN_KERNELS_ISA, else native)
+
 Usage:
   python benchmarks/indrnn_speed.py            # workloads a, b, c, default repeats
   python benchmarks/indrnn_speed.py --workloads=a,c --repeats=20
   python benchmarks/indrnn_speed.py --workloads=depth
+  python benchmarks/indrnn_speed.py --isa=x86-64-v2   # the kernels built for SSE4.2
 """
 import os
 
@@ -34,7 +48,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ind_rnn import IndRNN, IndRNNCell, recurrence, xla_available  # noqa: E402
+from ind_rnn import IndRNN, IndRNNCell, native, recurrence, xla_available  # noqa: E402
+import run_conditions  # noqa: E402  (benchmarks/run_conditions.py)
 from step_timing import median_step_seconds  # noqa: E402  (benchmarks/step_timing.py)
 
 FLAGS = flags.FLAGS
@@ -42,6 +57,7 @@ flags.DEFINE_list("workloads", ["a", "b", "c"], "Which workloads to run: a, b, c
 flags.DEFINE_integer("repeats", 10, "Timed steps per fast variant (median taken).")
 flags.DEFINE_integer("slow_repeats", 3, "Timed steps per slow baseline (Keras RNN, LSTM).")
 flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
+flags.DEFINE_string("isa", None, run_conditions.ISA_HELP)
 
 WORKLOADS = {
     "a": dict(title="(a) 1x128, in 1, B 32, T 784", layers=1, input_dim=1, batch=32, steps=784),
@@ -130,10 +146,17 @@ def main(argv):
     unknown = set(FLAGS.workloads) - set(WORKLOADS) - {"depth"}
     if unknown:
         raise app.UsageError(f"--workloads: unknown {sorted(unknown)}, allowed a, b, c, depth.")
+    try:
+        run_conditions.apply_isa(FLAGS.isa)  # before the kernels load
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    monitor = run_conditions.LoadMonitor()
+    print(monitor.header(run_conditions.load_kernels("IndRNN", native.load,
+                                                       run_conditions.indrnn_library_path()),
+                         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, XLA "
+                         f"available: {xla_available()}"), flush=True)
     if "depth" in FLAGS.workloads:
         time_input_depths()
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, XLA available: "
-          f"{xla_available()}, CPU threads: {os.cpu_count()}")
     rows = []
     for key in [key for key in FLAGS.workloads if key in WORKLOADS]:
         workload = WORKLOADS[key]
@@ -163,6 +186,7 @@ def main(argv):
         if "matmul floor" in timings:
             summary += f", time / matmul floor {fast / timings['matmul floor']:.2f}"
         print(summary)
+    print(monitor.footer())
 
 
 if __name__ == "__main__":
