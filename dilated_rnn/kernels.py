@@ -393,7 +393,9 @@ def native_sequence(kind, inputs, input_kernel, bias, kernels, mask=None,
     LSTM's and GRU's gate activations are stored, for the backward pass.
     The backward pass skips the rows and steps that no nonzero gradient
     reaches (exactly zero gradients there): with a loss on the last output
-    only, a layer of dilation r gets gradients on 1 / r of its rows.
+    only, a layer of dilation r gets gradients on 1 / r of its rows. Rows
+    with a non-finite input or state, or any non-finite weight, skip nothing,
+    so NaN and inf reach the gradients as in the reference.
 
     Returns:
         The hidden states `[time, batch, units]`: state `t` follows from
@@ -408,13 +410,14 @@ def native_sequence(kind, inputs, input_kernel, bias, kernels, mask=None,
 
     @tf.custom_gradient
     def sequence(inputs, input_kernel, bias, kernel, candidate):
-        hidden, cells, gates = ops.dilated_rnn_forward(
+        hidden, cells, gates, finite = ops.dilated_rnn_forward(
             inputs, input_kernel, bias, kernel, candidate, mask, **attrs)
 
         def grad(d_hidden):
+            # `finite` says which rows may skip their zero gradients exactly.
             return tuple(ops.dilated_rnn_backward(
                 inputs, input_kernel, bias, kernel, candidate, mask, hidden,
-                cells, gates, d_hidden, **attrs))
+                cells, gates, finite, d_hidden, **attrs))
 
         return hidden, grad
 

@@ -421,6 +421,7 @@ struct Problem {
   Index time = 0, batch = 0, rate = 1, steps = 0, rows = 0, depth = 0, units = 0;
   const T* inputs = nullptr;  // [time, batch, depth]
   const bool* mask = nullptr;  // [time, batch], or null
+  bool finite_weights = true;  // every weight and bias finite
   Packed<T> input_kernel, recurrent, candidate;           // forward
   // Backward: [U^T | W_x^T] side by side, [G*H, H + D] (U^T zero in the
   // GRU candidate's rows), so that one product gives dL/dh_prev and dL/dx;
@@ -508,10 +509,18 @@ void KeepMasked(const Problem<T>& p, Index t, Index first, Index m,
 // four sigmoids (as StepGates leaves them), or the GRU's r, u and candidate
 // (laid out as Problem::GruGates says); the RNN has none (its derivative is
 // read off its output).
+// `finite[first .. first + tile_rows)` is set to whether every input and
+// state of the tile's rows is finite: NaN and infinities in a row's history
+// keep the backward pass from skipping it (see BackwardTile). A NaN state
+// carries on to every later state of its row, and no state is infinite
+// unless one is NaN (tanh, sigmoids and GRU mixes are bounded; the LSTM's
+// cell grows by at most 1 a step), so checking the states and inputs of
+// every step as they pass through the cache is exact.
 template <typename T>
 void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T* cells,
-                 T* gates) {
+                 T* gates, bool* finite) {
   const Index units = p.units, width = p.width();
+  T poison(0);  // sum of 0 * (every input and state): NaN iff one is not finite
   Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width),
       candidate_buffer(tile_rows * units), reset_prev(tile_rows * units),
       projected(tile_rows * width);
@@ -549,7 +558,10 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
       StreamCopy(p.GruCandidate(gates, t, first), candidate, m * units);
     }
     KeepMasked(p, t, first, m, h_prev, h);
+    poison += (ConstVec<T>(p.At(p.inputs, t, first, p.depth), m * p.depth) * T(0)).sum() +
+              (ConstVec<T>(h, n) * T(0)).sum();
   }
+  std::fill(finite + first, finite + first + tile_rows, poison == T(0));
   StreamFence();  // the gates' non-temporal stores are done before the tile is
 }
 
@@ -628,16 +640,20 @@ struct Gradients {
 // leaves most rows of a stack's upper layers in that state: with only the
 // last output read, a layer of dilation r gets nonzero gradients on 1 / r of
 // its rows (one phase), all of them in other rows being exactly zero.
-// (Skipping also means that a non-finite state in such a row does not turn
-// the zero gradient into NaN, as 0 * inf would.)
+// Skipping is exact only where the zeros would multiply finite numbers (the
+// reference's 0 * inf and 0 * NaN are NaN): a tile skips nothing if a weight
+// or any input or state of its rows is not finite (`finite`, from the
+// forward pass).
 // ------------------------------------------------------------------------
 template <typename T>
 void BackwardTile(const Problem<T>& p, Index first, Index tile_rows, const T* hidden,
-                  const T* cells, const T* gates, const T* grad_hidden, T* grad_inputs,
-                  Gradients<T>* grads) {
+                  const T* cells, const T* gates, const T* grad_hidden, const bool* finite,
+                  T* grad_inputs, Gradients<T>* grads) {
   const Index units = p.units, width = p.width(), size = tile_rows * units;
+  const bool may_skip = p.finite_weights && std::all_of(finite + first, finite + first + tile_rows,
+                                                        [](bool row) { return row; });
   Index last = p.steps - 1;  // the last step that a gradient reaches
-  for (; last >= 0; --last) {
+  for (; may_skip && last >= 0; --last) {
     const Index m = p.TileRows(last, first, tile_rows);
     if (m == 0) continue;  // rows missing from the last step
     if (!AllZero(p.At(grad_hidden, last, first, units), m * units)) break;
@@ -834,6 +850,10 @@ void ReadProblem(OpKernelContext* context, Cell cell, bool has_mask, float forge
       }
   }
   const T* b = bias.flat<T>().data();
+  T poison(0);  // 0 * every weight: NaN iff one is not finite
+  for (const Tensor* weights : {&input_kernel, &bias, &recurrent, &candidate})
+    poison += (ConstVec<T>(weights->flat<T>().data(), weights->NumElements()) * T(0)).sum();
+  p->finite_weights = poison == T(0);
   p->bias.assign(Padded<T>(width) + kSlack, T(0));
   for (Index k = 0; k < width; ++k) {
     const bool forget = cell == Cell::kLstm && k >= 2 * units && k < 3 * units;
@@ -912,13 +932,16 @@ class ForwardOp : public OpKernel, Attributes {
                                 cell_ == Cell::kRnn ? TensorShape({0})
                                                     : TensorShape({p.time, p.batch, p.width()}),
                                 &gates));
+    Tensor* finite = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(3, TensorShape({p.rows}), &finite));
     T* hidden_data = hidden->flat<T>().data();
     T* cells_data = cells->flat<T>().data();
     T* gates_data = gates->flat<T>().data();
+    bool* finite_data = finite->flat<bool>().data();
     RunParts(context, p.rows, SplitRows(context, p.rows),
              p.steps * p.width() * (p.depth + p.units + 10),
              [&](Index, Index first, Index m) {
-               ForwardTile(p, first, m, hidden_data, cells_data, gates_data);
+               ForwardTile(p, first, m, hidden_data, cells_data, gates_data, finite_data);
              });
   }
 };
@@ -935,15 +958,17 @@ class BackwardOp : public OpKernel, Attributes {
     const Tensor& hidden = context->input(6);
     const Tensor& cells = context->input(7);
     const Tensor& gates = context->input(8);
-    const Tensor& grad_hidden = context->input(9);
+    const Tensor& finite = context->input(9);
+    const Tensor& grad_hidden = context->input(10);
     const TensorShape states_shape({p.time, p.batch, p.units});
     OP_REQUIRES(context,
                 hidden.shape() == states_shape && grad_hidden.shape() == states_shape &&
+                    finite.NumElements() == p.rows &&
                     (cell_ != Cell::kLstm || cells.shape() == states_shape) &&
                     (cell_ == Cell::kRnn ||
                      gates.shape() == TensorShape({p.time, p.batch, p.width()})),
                 absl::InvalidArgumentError(
-                    "hidden, cells, gates must be the forward op's outputs"));
+                    "hidden, cells, gates, finite must be the forward op's outputs"));
     Tensor* outputs[5];
     const TensorShape shapes[5] = {
         context->input(0).shape(), context->input(1).shape(), context->input(2).shape(),
@@ -962,7 +987,7 @@ class BackwardOp : public OpKernel, Attributes {
     RunParts(context, p.rows, split, p.steps * p.width() * (3 * (p.depth + p.units) + 20),
              [&](Index part, Index first, Index m) {
                BackwardTile(p, first, m, hidden_data, cells_data, gates_data, grad_data,
-                            grad_inputs, &grads[part]);
+                            finite.flat<bool>().data(), grad_inputs, &grads[part]);
              });
 
     // Sum the parts in order, then unpad into the outputs.
@@ -1006,12 +1031,14 @@ REGISTER_OP("DilatedRnnForward")
     .Output("cells: T")            // LSTM: [time, batch, units]; else [0]
     .Output("gates: T")            // LSTM, GRU: [time, batch, gates * units]
                                    // (for the backward op); RNN: [0]
+    .Output("finite: bool")        // [rate * batch]: whether a dilated row's
+                                   // inputs and states are all finite
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
       auto inputs = c->input(0);
       auto kernel = c->input(3);
       auto input_kernel = c->input(1);
       if (!c->RankKnown(inputs) || !c->RankKnown(kernel) || !c->RankKnown(input_kernel)) {
-        for (int k = 0; k < 3; ++k) c->set_output(k, c->UnknownShape());
+        for (int k = 0; k < 4; ++k) c->set_output(k, c->UnknownShape());
         return absl::OkStatus();
       }
       auto states = c->MakeShape({c->Dim(inputs, 0), c->Dim(inputs, 1), c->Dim(kernel, 0)});
@@ -1022,6 +1049,7 @@ REGISTER_OP("DilatedRnnForward")
       c->set_output(2, cell == "rnn" ? c->MakeShape({0})
                                      : c->MakeShape({c->Dim(inputs, 0), c->Dim(inputs, 1),
                                                      c->Dim(input_kernel, 1)}));
+      c->set_output(3, c->Vector(c->UnknownDim()));
       return absl::OkStatus();
     });
 
@@ -1040,6 +1068,7 @@ REGISTER_OP("DilatedRnnBackward")
     .Input("hidden: T")                 // the forward op's outputs
     .Input("cells: T")
     .Input("gates: T")
+    .Input("finite: bool")
     .Input("grad_hidden: T")            // [time, batch, units]
     .Output("grad_inputs: T")
     .Output("grad_input_kernel: T")
