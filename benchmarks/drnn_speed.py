@@ -1,48 +1,72 @@
-"""DilatedRNN training speed against a naive Keras port, in one process.
+"""DilatedRNN training speed on the user's paths, against a naive Keras port and TF1's graph.
 
 The model is the paper's 9-layer pixel-MNIST demo (hidden 20, dilations
 1, 2, ..., 256, batch 128, 784 steps of 1 input, 10 classes), trained with
-RMSProp (lr 1e-3, rho 0.9) on one fixed random batch. For each cell type it
-times, from a fresh model:
+RMSProp (lr 1e-3, rho 0.9) on fixed random data. For each cell type, from a
+fresh model of each kind (benchmarks/drnn_models_for_speed.py):
 
 * "first step": building the model, compiling it and the first
   `train_on_batch` (tracing, XLA compilation, the step itself);
-* "step": the median of the next `--steps` `train_on_batch` calls, the
-  models' steps interleaved (naive, ours, naive, ours, ...) so that the
+* path `train_on_batch`: the median of `--steps` calls on one fixed batch,
+  the models' steps interleaved (naive, ours, naive, ours, ...) so that the
   machine's load weighs on all of them alike;
-* "CPU s/step": the median CPU time of those steps, all threads together.
-  On a machine that other work keeps busy, wall-time ratios depend on how
-  the scheduler shares the cores (this library's kernels keep both cores
-  busy and suffer most); CPU-time ratios measure the work itself and do not
-  count the parallelism, so they are the conservative figure.
+* path `fit`: `model.fit` on a fixed dataset of `--fit-batches` batches
+  (numpy arrays and `batch_size`, shuffled as `fit` does by default), one
+  epoch per `fit` call, the models' epochs interleaved; the first epoch is
+  not timed, the figure is the median over the next `--epochs - 1` epochs of
+  the epoch's time (from `on_epoch_begin` to `on_epoch_end`: iterator,
+  steps, callbacks) over its steps. A summary compares it, and the median
+  step within epochs, with the train_on_batch step, and gives what an epoch
+  takes beyond its steps (Keras' own work per epoch, which weighs on short
+  epochs only);
+* "TF1 graph": the TF1 demo graph through `dilated_rnn.legacy` in graph mode
+  (placeholders, `Session`, RMSProp; benchmarks/tf1_graph_step.py, a
+  subprocess with TF_USE_LEGACY_KERAS=1 run after the cell's other models):
+  the median of `--steps` `Session.run` steps after one warm-up step;
+* "CPU s/step": the same medians in CPU time, all threads together. On a
+  machine that other work keeps busy, wall-time ratios depend on how the
+  scheduler shares the cores; CPU-time ratios measure the work itself and
+  do not count the parallelism, so they are the conservative figure.
 
-The speed-ups are against the faster naive configuration.
+"speed-up" is against the faster naive configuration on the same path;
+"vs TF1" is the TF1 graph's step time over the row's.
 
-Models:
+Models (`--models`): `naive-xla` / `naive`: the naive port, one
+`keras.layers.RNN` per layer over the dilated `[rate*batch, ceil(T/rate),
+dim]` sequence, with the same TF1 cells, with and without an XLA-compiled
+step (`jit_compile=True`; Keras' default "auto" does not compile on CPU);
+`classifier`: `DilatedRNNClassifier`; `layer`: the `DilatedRNN` layer in a
+functional model; `drnn_classification`: the TF1-named function on a
+`keras.Input`; `tf1-graph`: the TF1 graph.
 
-* `naive (keras RNN, XLA step)` / `naive (keras RNN, no XLA)`: the naive
-  port, one `keras.layers.RNN` per layer over the dilated
-  `[rate*batch, ceil(T/rate), dim]` sequence, with the same TF1 cells (so the
-  same maths and parameter count). Keras' default `jit_compile="auto"`
-  XLA-compiles its training step; the run without XLA is often faster, so
-  both are timed and the speed-up is against the faster of the two.
-* `DilatedRNNClassifier`: this library's Keras model (default settings).
-* `drnn_classification`: the TF1-named function on a `keras.Input`.
+Flags:
+  --cells RNN GRU LSTM     cell types (default all three)
+  --models KEY ...         the models above (default all)
+  --paths train_on_batch fit   what is timed (default both)
+  --steps N                timed train_on_batch / Session.run steps (default 5)
+  --epochs N               fit epochs, the first untimed (default 3)
+  --fit-batches N          batches per fit epoch (default 4)
+  --batch, --n-steps, --hidden, --layers   the demo's sizes (128, 784, 20, 9)
+  --loss last|every-step   'last': the demo, a class from the last output;
+                           'every-step': a class per step (the naive port and
+                           the `layer` model with return_sequences, then Dense;
+                           every output gets a gradient, so the native backward
+                           has no zero-gradient rows to skip)
+  --isa LEVEL              x86-64-v2, x86-64-v3, x86-64-v4, native or any -march
+                           value: the fused kernels' level ($RNN_KERNELS_ISA)
+  --quick                  smoke run: 3 layers, T 64, batch 16, 2 steps, 2 epochs
+                           of 2 batches
 
-`--loss every-step` times a class per step instead (the naive port and
-`DilatedRNN(return_sequences=True)`, each followed by Dense): every output
-then gets a gradient. With the demo's loss on the last output only, a layer
-of dilation r gets nonzero gradients on 1 / r of its rows, and the native
-backward skips the rest (see `drnn_ops.cc`); this mode shows the speed
-without that.
-
-Run `python benchmarks/drnn_speed.py` (about 4 minutes on 2 cores);
-`--steps 20` for steadier medians, `--cells GRU` for one cell type, `--quick`
-for a short smoke run.
+Run `python benchmarks/drnn_speed.py` (about 8 minutes on 2 idle cores);
+`--isa x86-64-v2` etc. for another level; `--cells GRU --paths fit` for
+part of it.
 """
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,184 +75,213 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import dilated_rnn  # noqa: E402
-from dilated_rnn import cells as cells_lib  # noqa: E402
 from dilated_rnn import native  # noqa: E402
+from drnn_models_for_speed import LAST_OUTPUT_ONLY, MODELS  # noqa: E402
+import run_conditions  # noqa: E402
+
+TF1 = "tf1-graph"
+PATHS = ("train_on_batch", "fit")
 
 
-class _Dilate(keras.layers.Layer):
-    """[batch, T, dim] -> [rate*batch, ceil(T/rate), dim], phase-major."""
-
-    def __init__(self, rate, **kwargs):
-        super().__init__(**kwargs)
-        self.rate = rate
-
-    def call(self, x):
-        rate, steps = self.rate, x.shape[1]
-        padded = -(-steps // rate) * rate
-        x = keras.ops.pad(x, [[0, 0], [0, padded - steps], [0, 0]])
-        x = keras.ops.reshape(x, (-1, padded // rate, rate, x.shape[-1]))
-        x = keras.ops.transpose(x, (2, 0, 1, 3))
-        return keras.ops.reshape(x, (-1, padded // rate, x.shape[-1]))
-
-
-class _Undilate(keras.layers.Layer):
-    """Inverse of _Dilate, dropping the padded tail."""
-
-    def __init__(self, rate, steps, **kwargs):
-        super().__init__(**kwargs)
-        self.rate, self.steps = rate, steps
-
-    def call(self, y):
-        rate, dilated_steps, units = self.rate, y.shape[1], y.shape[-1]
-        y = keras.ops.reshape(y, (rate, -1, dilated_steps, units))
-        y = keras.ops.transpose(y, (1, 2, 0, 3))
-        y = keras.ops.reshape(y, (-1, dilated_steps * rate, units))
-        return y[:, :self.steps, :]
-
-
-def naive_model(cell_type, hidden, dilations, steps, n_classes,
-                every_step=False):
-    inputs = keras.Input((steps, 1))
-    x = inputs
-    for cell, rate in zip(cells_lib.construct_cells(hidden, cell_type),
-                          dilations):
-        y = keras.layers.RNN(cell, return_sequences=True)(_Dilate(rate)(x))
-        x = _Undilate(rate, steps)(y)
-    if every_step:
-        return keras.Model(inputs, keras.layers.Dense(n_classes)(x))
-    fused = keras.ops.reshape(x[:, -dilations[0]:, :],
-                              (-1, dilations[0] * hidden[-1]))
-    return keras.Model(inputs, keras.layers.Dense(n_classes)(fused))
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="See the module docstring for what each path and model times.")
+    parser.add_argument("--cells", nargs="+", default=["RNN", "GRU", "LSTM"],
+                        choices=["RNN", "GRU", "LSTM"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS) + [TF1],
+                        choices=list(MODELS) + [TF1])
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    parser.add_argument("--steps", type=int, default=5,
+                        help="timed train_on_batch / Session.run steps")
+    parser.add_argument("--epochs", type=int, default=3, help="fit epochs, the first untimed")
+    parser.add_argument("--fit-batches", type=int, default=4, help="batches per fit epoch")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--n-steps", type=int, default=784)
+    parser.add_argument("--hidden", type=int, default=20)
+    parser.add_argument("--layers", type=int, default=9)
+    parser.add_argument("--loss", choices=["last", "every-step"], default="last",
+                        help="'last': the demo; 'every-step': a class per step")
+    parser.add_argument("--isa", default=None, help=run_conditions.ISA_HELP)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 3 layers, T 64, batch 16, 2 steps, 2 epochs of 2")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.layers, args.n_steps, args.batch, args.steps = 3, 64, 16, 2
+        args.epochs, args.fit_batches = 2, 2
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (the first is not timed)")
+    args.dilations = [2 ** i for i in range(args.layers)]
+    if args.loss == "every-step":
+        args.models = [m for m in args.models if m not in LAST_OUTPUT_ONLY + (TF1,)]
+    return args
 
 
-def classifier_model(cell_type, hidden, dilations, steps, n_classes,
-                     every_step=False):
-    if every_step:  # a class per step: the layer's sequence, then Dense
-        inputs = keras.Input((steps, 1))
-        x = dilated_rnn.DilatedRNN(hidden, dilations, cell_type=cell_type,
-                                   return_sequences=True)(inputs)
-        return keras.Model(inputs, keras.layers.Dense(n_classes)(x))
-    return dilated_rnn.DilatedRNNClassifier(hidden, dilations, n_classes,
-                                            cell_type=cell_type)
-
-
-def legacy_model(cell_type, hidden, dilations, steps, n_classes,
-                 every_step=False):
-    if every_step:
-        raise ValueError("drnn_classification reads only the last outputs")
-    inputs = keras.Input((steps, 1))
-    logits = dilated_rnn.drnn_classification(
-        inputs, hidden, dilations, steps, n_classes, cell_type=cell_type)
-    return keras.Model(inputs, logits)
-
-
-MODELS = {
-    "naive (keras RNN, XLA step)": (naive_model, "auto"),
-    "naive (keras RNN, no XLA)": (naive_model, False),
-    "DilatedRNNClassifier": (classifier_model, "auto"),
-    "drnn_classification": (legacy_model, "auto"),
-}
-
-
-def first_step(build, jit_compile, cell_type, args, batch):
+def build_and_first_step(key, cell_type, args, batch):
     """Builds and compiles a model and runs its first step; returns both."""
+    _, build, jit_compile = MODELS[key]
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
-    model = build(cell_type, [args.hidden] * args.layers, args.dilations,
-                  args.n_steps, 10, every_step=args.loss == "every-step")
-    model.compile(
-        optimizer=keras.optimizers.RMSprop(learning_rate=1e-3, rho=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=jit_compile)
+    model = build(cell_type, [args.hidden] * args.layers, args.dilations, args.n_steps, 10,
+                  every_step=args.loss == "every-step")
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-3, rho=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile)
     model.train_on_batch(*batch)
     return model, time.perf_counter() - start
 
 
-def step_times(models, batch, steps):
-    """Median wall and CPU time of a step per model, the models' steps
-    interleaved so that a change in the machine's load hits them all alike."""
-    times = {name: ([], []) for name in models}
+def train_on_batch_times(models, batch, steps):
+    """Median (wall, CPU) seconds of a step per model, steps interleaved."""
+    times = {key: ([], []) for key in models}
     # One untimed round first: a model retraces once after its first step
     # built it, or after set_random_seed for the next model changed the seed.
     for model in models.values():
         model.train_on_batch(*batch)
     for _ in range(steps):
-        for name, model in models.items():
+        for key, model in models.items():
             wall, cpu = time.perf_counter(), time.process_time()
             model.train_on_batch(*batch)
-            times[name][0].append(time.perf_counter() - wall)
-            times[name][1].append(time.process_time() - cpu)
-    return {name: (statistics.median(w), statistics.median(c))
-            for name, (w, c) in times.items()}
+            times[key][0].append(time.perf_counter() - wall)
+            times[key][1].append(time.process_time() - cpu)
+    return {key: (statistics.median(w), statistics.median(c)) for key, (w, c) in times.items()}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cells", nargs="+", default=["RNN", "GRU", "LSTM"])
-    parser.add_argument("--models", nargs="+", default=list(MODELS),
-                        choices=list(MODELS))
-    parser.add_argument("--steps", type=int, default=5,
-                        help="timed training steps after the first")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--n-steps", type=int, default=784)
-    parser.add_argument("--hidden", type=int, default=20)
-    parser.add_argument("--layers", type=int, default=9)
-    parser.add_argument(
-        "--loss", choices=["last", "every-step"], default="last",
-        help="'last': the demo, a class from the last output; 'every-step': "
-             "a class per step, so that every output gets a gradient (the "
-             "native backward then has no zero-gradient rows to skip)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 3 layers, 64 steps, batch 16")
-    args = parser.parse_args()
-    if args.quick:
-        args.layers, args.n_steps, args.batch, args.steps = 3, 64, 16, 2
-    args.dilations = [2 ** i for i in range(args.layers)]
+class _EpochTimer(keras.callbacks.Callback):
+    """Wall and CPU seconds of each epoch (begin to end) and of its steps."""
 
-    # The C++ kernels are compiled once per machine and cached; time that
-    # apart from the models' first steps.
-    cached = os.path.exists(native.library_path())
-    start = time.perf_counter()
-    loaded = native.load() is not None
-    print(f"# C++ kernels: {'loaded' if loaded else 'UNAVAILABLE'} in "
-          f"{time.perf_counter() - start:.1f} s "
-          f"({'cached' if cached else 'built now, once per machine'})")
+    def __init__(self):
+        super().__init__()
+        self.epochs = []  # (epoch wall, epoch CPU, [(step wall, step CPU), ...])
+
+    @staticmethod
+    def _now():
+        return time.perf_counter(), time.process_time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append((self._now(), []))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step = self._now()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = self._now()
+        self.epochs[-1][1].append((now[0] - self._step[0], now[1] - self._step[1]))
+
+    def on_epoch_end(self, epoch, logs=None):
+        (wall, cpu), steps = self.epochs[-1]
+        now = self._now()
+        self.epochs[-1] = (now[0] - wall, now[1] - cpu, steps)
+
+
+def fit_times(models, data, epochs, batch_size):
+    """Per model, after the first epoch, with the models' epochs interleaved:
+    (wall, CPU) seconds of an epoch over its steps, the median step within
+    epochs (wall, CPU), and an epoch's time beyond its steps (wall, CPU)."""
+    x, y = data
+    timers = {key: _EpochTimer() for key in models}
+    for epoch in range(epochs):
+        for key, model in models.items():
+            model.fit(x, y, batch_size=batch_size, initial_epoch=epoch, epochs=epoch + 1,
+                      verbose=0, callbacks=[timers[key]])
+    times = {}
+    for key, timer in timers.items():
+        timed = timer.epochs[1:]
+        times[key] = tuple(
+            [statistics.median(e[k] / len(e[2]) for e in timed) for k in (0, 1)]
+            + [statistics.median(step[k] for e in timed for step in e[2]) for k in (0, 1)]
+            + [statistics.median(e[k] - sum(step[k] for step in e[2]) for e in timed)
+               for k in (0, 1)])
+    return times
+
+
+def tf1_graph_step(cell_type, args):
+    """Runs benchmarks/tf1_graph_step.py; returns its JSON result, or None."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf1_graph_step.py")
+    command = [sys.executable, script, "--cell", cell_type, "--steps", str(args.steps),
+               "--batch", str(args.batch), "--n-steps", str(args.n_steps),
+               "--hidden", str(args.hidden), "--layers", str(args.layers)]
+    run = subprocess.run(command, capture_output=True, text=True, check=False,
+                         env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+    if run.returncode != 0:
+        print(f"# TF1 graph ({cell_type}) failed:\n{run.stderr[-2000:]}", flush=True)
+        return None
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _ratio(base, value):
+    return f"{base / value:.1f}x" if base and value else ""
+
+
+def print_cell(cell_type, rows, tf1):
+    """One table row per (model, path): rows[(key, path)] = (params, first, wall, cpu)."""
+    for (key, path), (params, first, wall, cpu) in rows.items():
+        naive = [rows[(k, path)] for k in ("naive-xla", "naive") if (k, path) in rows]
+        base = [min(n[i] for n in naive) if naive else None for i in (2, 3)]
+        ref = (tf1["wall"], tf1["cpu"]) if tf1 else (None, None)
+        print(f"| {cell_type} | {MODELS[key][0]} | {path} | {params:,} | {first:.1f} | "
+              f"{wall:.3f} | {_ratio(base[0], wall)} | {_ratio(ref[0], wall)} | {cpu:.3f} | "
+              f"{_ratio(base[1], cpu)} | {_ratio(ref[1], cpu)} |", flush=True)
+    if tf1:
+        naive = [v for (k, _), v in rows.items() if k.startswith("naive")]
+        base = [min(n[i] for n in naive) if naive else None for i in (2, 3)]
+        print(f"| {cell_type} | TF1 graph (dilated_rnn.legacy) | Session.run | "
+              f"{tf1['params']:,} | {tf1['first']:.1f} | {tf1['wall']:.3f} | "
+              f"{_ratio(base[0], tf1['wall'])} | 1.0x | {tf1['cpu']:.3f} | "
+              f"{_ratio(base[1], tf1['cpu'])} | 1.0x |", flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run_conditions.apply_isa(args.isa)  # before the kernels load
+    except ValueError as error:
+        sys.exit(str(error))
+    monitor = run_conditions.LoadMonitor()
+    print(monitor.header(
+        run_conditions.load_kernels("DilatedRNN", native.load, native.library_path()),
+        f"TF {tf.__version__}, Keras {keras.__version__}; {args.layers} layers of "
+        f"{args.hidden}, dilations 1..{args.dilations[-1]}, batch {args.batch}, T "
+        f"{args.n_steps}, loss on the {args.loss} output(s); train_on_batch: median of "
+        f"{args.steps} steps; fit: {args.fit_batches} batches an epoch, median of epochs "
+        f"2..{args.epochs}"), flush=True)
     rng = np.random.RandomState(0)
-    labels_shape = (args.batch,) + ((args.n_steps,) if args.loss ==
-                                    "every-step" else ())
-    batch = (rng.rand(args.batch, args.n_steps, 1).astype("float32"),
-             rng.randint(0, 10, size=labels_shape))
-    if args.loss == "every-step":
-        args.models = [m for m in args.models if m != "drnn_classification"]
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"# TF {tf.__version__}, Keras {keras.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {load} at the start; "
-          f"{args.layers} layers of {args.hidden}, dilations "
-          f"1..{args.dilations[-1]}, batch {args.batch}, T {args.n_steps}, "
-          f"median of {args.steps} steps, loss on the {args.loss} output(s)",
-          flush=True)
-    print("| cell | model | params | first step (s) | step (s) | speed-up "
-          "| CPU s/step | CPU speed-up |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    samples = args.batch * args.fit_batches
+    labels_shape = (samples,) + ((args.n_steps,) if args.loss == "every-step" else ())
+    data = (rng.rand(samples, args.n_steps, 1).astype("float32"),
+            rng.randint(0, 10, size=labels_shape))
+    batch = (data[0][:args.batch], data[1][:args.batch])
+    print("| cell | model | path | params | first step (s) | s/step | speed-up | vs TF1 "
+          "| CPU s/step | CPU speed-up | CPU vs TF1 |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    summary = []
     for cell_type in args.cells:
         models, firsts = {}, {}
-        for name in args.models:
-            build, jit_compile = MODELS[name]
-            models[name], firsts[name] = first_step(build, jit_compile,
-                                                    cell_type, args, batch)
-        steps = step_times(models, batch, args.steps)
-        naive = [steps[n] for n in steps if n.startswith("naive")]
-        for name, model in models.items():
-            wall, cpu = steps[name]
-            ratios = [f"{min(n[k] for n in naive) / steps[name][k]:.1f}x"
-                      if naive else "" for k in (0, 1)]
-            shown = ("DilatedRNN + Dense" if args.loss == "every-step"
-                     and name == "DilatedRNNClassifier" else name)
-            print(f"| {cell_type} | {shown} | {model.count_params():,} | "
-                  f"{firsts[name]:.1f} | {wall:.3f} | {ratios[0]} | "
-                  f"{cpu:.3f} | {ratios[1]} |", flush=True)
+        for key in [m for m in args.models if m != TF1]:
+            models[key], firsts[key] = build_and_first_step(key, cell_type, args, batch)
+        timed = {}
+        if "train_on_batch" in args.paths:
+            timed["train_on_batch"] = train_on_batch_times(models, batch, args.steps)
+        if "fit" in args.paths:
+            timed["fit"] = fit_times(models, data, args.epochs, args.batch)
+        rows = {(key, path): (models[key].count_params(), firsts[key]) + times[key][:2]
+                for key in models for path, times in timed.items()}
         keras.backend.clear_session()
+        tf1 = tf1_graph_step(cell_type, args) if TF1 in args.models else None
+        print_cell(cell_type, rows, tf1)
+        if len(timed) == 2:
+            summary += [f"| {cell_type} | {MODELS[key][0]} | {fit[0] / w:.2f} ({fit[1] / c:.2f}) "
+                        f"| {fit[2] / w:.2f} ({fit[3] / c:.2f}) | {1e3 * fit[4]:.0f} "
+                        f"({1e3 * fit[5]:.0f}) |"
+                        for key, (w, c) in timed["train_on_batch"].items()
+                        for fit in [timed["fit"][key]]]
+    if summary:
+        print("\nfit against train_on_batch, same run (CPU time in parentheses): an epoch's "
+              "time over its steps, and the median step within epochs, over the "
+              "train_on_batch step; what an epoch takes beyond its steps (iterator, "
+              "callbacks):\n| cell | model | fit epoch / steps | fit step | epoch beyond "
+              "steps (ms) |\n| --- | --- | ---: | ---: | ---: |\n" + "\n".join(summary))
+    print(monitor.footer())
 
 
 if __name__ == "__main__":
