@@ -288,7 +288,8 @@ def build_plain_indrnn(time_steps, input_dim, num_layers=6, units=128, recurrent
         name: model name.
 
     Returns:
-        A `keras.Model` mapping `[batch, T, input_dim]` to `[batch, T, units]`.
+        A `BatchNormModel` (a functional `keras.Model` whose `fit` gives the
+        batch norms exact statistics) mapping `[batch, T, input_dim]` to `[batch, T, units]`.
 
     Raises:
         TypeError / ValueError: for any bad argument, naming it.
@@ -328,7 +329,8 @@ def build_residual_indrnn(time_steps, input_dim, num_blocks, units=128, recurren
             blocks (one mask per sequence).
 
     Returns:
-        A `keras.Model` mapping `[batch, T, input_dim]` to `[batch, T, units]`.
+        A `BatchNormModel` (a functional `keras.Model` whose `fit` gives the
+        batch norms exact statistics) mapping `[batch, T, input_dim]` to `[batch, T, units]`.
 
     Raises:
         TypeError / ValueError: for any bad argument (e.g. `num_blocks=0`),
@@ -372,7 +374,8 @@ def build_dense_indrnn(time_steps, input_dim, layers_per_block=(8, 6, 4), units=
             blocks and after each transition (one mask per sequence).
 
     Returns:
-        A `keras.Model` mapping `[batch, T, input_dim]` to `[batch, T, width]`.
+        A `BatchNormModel` (a functional `keras.Model` whose `fit` gives the
+        batch norms exact statistics) mapping `[batch, T, input_dim]` to `[batch, T, width]`.
 
     Raises:
         TypeError / ValueError: for any bad argument (e.g. `growth_rate=-1`),
@@ -492,7 +495,9 @@ def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain",
             `num_layers` if fewer).
 
     Returns:
-        A `keras.Model` whose output is the logits (no softmax).
+        A `BatchNormModel` (a functional `keras.Model` whose `fit` gives the
+        batch norms exact statistics, see `ind_rnn.BatchNormModel`) whose
+        output is the logits (no softmax).
 
     Raises:
         TypeError / ValueError: for any bad argument, an unknown `model`, an
