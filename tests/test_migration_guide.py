@@ -4,7 +4,8 @@ The ```python tf1 blocks run first, in order, in the legacy subprocess of
 tests/migration_support.py (TF_USE_LEGACY_KERAS=1); they write the TF1
 checkpoints and check arrays that the ```python tf2 blocks load and compare
 against. Each TF2 block then runs as written, in a fresh namespace, in the
-directory the TF1 blocks wrote to.
+directory the TF1 blocks wrote to. (The ```python step1 blocks, step one in two
+lines, are run by tests/test_migration_original_paths.py.)
 """
 import os
 import re

@@ -90,6 +90,18 @@ def test_graph_mode_is_a_graph_context_not_a_traced_function():
     assert seen == [False, True]
 
 
+def test_a_graph_context_without_tf_keras_says_what_to_install_and_set():
+    with tf.Graph().as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4, 1])
+        for call in (lambda: dilated_rnn.drnn_classification(x, [3], [1], 4, 2),
+                     lambda: dilated_rnn.dRNN(dilated_rnn.BasicRNNCell(3), x, 2),
+                     lambda: dilated_rnn._contruct_cells([3], "GRU")):
+            with pytest.raises(ImportError, match=r"graph mode.*drnn-indrnn-tf2\[legacy\].*"
+                                                  r"TF_USE_LEGACY_KERAS=1"):
+                call()
+        assert len(dilated_rnn._rnn_reformat(x, 1, 4)) == 4  # reshapes need no TF1 cells
+
+
 def test_keras3_cell_refuses_the_tf1_api():
     cell = ind_rnn.IndRNNCell(3)
     with pytest.raises(flavour.KerasFlavourError, match="ind_rnn.legacy.IndRNNCell"):
