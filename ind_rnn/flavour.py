@@ -70,6 +70,14 @@ def graph_mode():
 
     Returns:
         bool.
+
+    Example:
+
+    >>> graph_mode()
+    False
+    >>> with tf.Graph().as_default():
+    ...     graph_mode()
+    True
     """
     return not tf.compat.v1.executing_eagerly_outside_functions()
 
