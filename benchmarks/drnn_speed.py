@@ -37,11 +37,13 @@ dim]` sequence, with the same TF1 cells, with and without an XLA-compiled
 step (`jit_compile=True`; Keras' default "auto" does not compile on CPU);
 `classifier`: `DilatedRNNClassifier`; `layer`: the `DilatedRNN` layer in a
 functional model; `drnn_classification`: the TF1-named function on a
-`keras.Input`; `tf1-graph`: the TF1 graph.
+`keras.Input`; `tf1-graph`: the TF1 graph. All but `naive-xla` by default:
+on 2 AVX2 cores its first step took 38 s and its steps were 3-5x slower than
+without XLA (add it with `--models naive-xla naive ...`).
 
 Flags:
   --cells RNN GRU LSTM     cell types (default all three)
-  --models KEY ...         the models above (default all)
+  --models KEY ...         the models above (default all but naive-xla)
   --paths train_on_batch fit   what is timed (default both)
   --steps N                timed train_on_batch / Session.run steps (default 5)
   --epochs N               fit epochs, the first untimed (default 3)
@@ -57,7 +59,7 @@ Flags:
   --quick                  smoke run: 3 layers, T 64, batch 16, 2 steps, 2 epochs
                            of 2 batches
 
-Run `python benchmarks/drnn_speed.py` (about 8 minutes on 2 idle cores);
+Run `python benchmarks/drnn_speed.py` (roughly 10 minutes on 2 cores);
 `--isa x86-64-v2` etc. for another level; `--cells GRU --paths fit` for
 part of it.
 """
@@ -84,13 +86,12 @@ PATHS = ("train_on_batch", "fit")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog="See the module docstring for what each path and model times.")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=["RNN", "GRU", "LSTM"],
                         choices=["RNN", "GRU", "LSTM"])
-    parser.add_argument("--models", nargs="+", default=list(MODELS) + [TF1],
-                        choices=list(MODELS) + [TF1])
+    parser.add_argument("--models", nargs="+", choices=list(MODELS) + [TF1],
+                        default=[m for m in MODELS if m != "naive-xla"] + [TF1])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--steps", type=int, default=5,
                         help="timed train_on_batch / Session.run steps")
