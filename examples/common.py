@@ -322,18 +322,19 @@ def training_batches(split, batch_size, seed, start_step=0):
     Examples are visited epoch after epoch, epoch e in the random order
     `stateless_shuffle(seed=[seed, e])`, batches running across epoch
     boundaries (the originals' `shuffle().repeat().batch()`). Batch s is a
-    function of s alone, so skipping the indices of the first `start_step`
-    batches resumes the stream exactly.
+    function of s alone, so starting at the epoch and offset of the first
+    `start_step` batches resumes the stream exactly.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     inputs, labels = (tf.constant(array) for array in split)
     size = len(split[1])
-    indices = (tf.data.Dataset.counter()
+    first_epoch, offset = divmod(start_step * batch_size, size)
+    indices = (tf.data.Dataset.counter(first_epoch)
                .map(lambda epoch: tf.random.experimental.stateless_shuffle(
                    tf.range(size, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64),
                                                                   epoch])))
                .unbatch()
-               .skip(start_step * batch_size)
+               .skip(offset)
                .batch(batch_size))
     return (indices.map(lambda rows: (tf.gather(inputs, rows), tf.gather(labels, rows)),
                         num_parallel_calls=tf.data.AUTOTUNE)

@@ -106,11 +106,29 @@ class RunPlan:
             # repeat that epoch's first steps after a restart.
             keras.callbacks.BackupAndRestore(self.backup_dir, save_freq="epoch",
                                              delete_checkpoint=False),
+            _RestoredStepCheck(self),
         ]
 
     def step_of(self, epoch):
         """The step count at the end of (0-based) `epoch`."""
         return (epoch + 1) * self.log_every
+
+
+class _RestoredStepCheck(keras.callbacks.Callback):
+    """After BackupAndRestore: the optimizer's step must be where the data starts."""
+
+    def __init__(self, plan):
+        super().__init__()
+        self.plan = plan
+
+    def on_train_begin(self, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step != self.plan.initial_step:
+            raise SystemExit(
+                f"Error: the backup in {self.plan.backup_dir} is inconsistent: its weights are "
+                f"at step {step}, its metadata at step {self.plan.initial_step} (was the run "
+                "killed while it was being written?). Re-run with --noresume, or load a "
+                f"checkpoint from {self.plan.checkpoint_dir}.")
 
 
 def _multiple(name, value, log_every):

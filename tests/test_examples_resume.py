@@ -127,3 +127,14 @@ def test_resuming_with_another_model_is_refused_clearly(tmp_path):
     assert fresh["resumed_from"] == 0 and fresh["steps"] == 3
     history = json.loads((tmp_path / "history.json").read_text())
     assert [record["step"] for record in history] == [1, 2, 3]
+
+
+def test_a_backup_whose_weights_and_metadata_disagree_is_refused(tmp_path):
+    # A kill between BackupAndRestore writing the weights and writing the epoch
+    # would resume the data at the wrong step: the run stops and says so instead.
+    tiny = dict(log_every=2, checkpoint_every=2, log_dir=tmp_path, time_steps=10, units=4)
+    run_script(addition_rnn, max_steps=4, **tiny)
+    metadata = tmp_path / "checkpoints" / "backup" / "training_metadata.json"
+    metadata.write_text(json.dumps({"epoch": 1, "batch": 0}))
+    with pytest.raises(SystemExit, match="inconsistent: its weights are at step 4"):
+        run_script(addition_rnn, max_steps=6, **tiny)
