@@ -419,7 +419,9 @@ NORMAL_MODE_SCRIPT = """
 import sys
 import ind_rnn, dilated_rnn
 assert "tf_keras" not in sys.modules, "importing the packages pulled in tf-keras"
-assert ind_rnn.IndRNNCell.__module__ == "ind_rnn.ind_rnn_cell"
+assert ind_rnn.keras_flavour() == "keras_3"
+assert ind_rnn.IndRNNCell is ind_rnn.ind_rnn_cell.IndRNNCell
+assert ind_rnn.IndRNNCell.__module__ == "ind_rnn.keras_cell"
 assert dilated_rnn.dRNN.__module__ == "dilated_rnn.drnn"
 try:
     import ind_rnn.legacy
