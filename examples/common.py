@@ -1,4 +1,4 @@
-"""What the example scripts share: flags, data, and the Keras callbacks of a run.
+"""What the example scripts share: their flags and their data.
 
 * Flags: the training / logging / checkpoint flags every script has, the
   data flags, and flags whose name several scripts use (default None: each
@@ -12,7 +12,6 @@
 callbacks.
 """
 import dataclasses
-import os
 
 from absl import app
 from absl import flags

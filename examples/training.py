@@ -65,7 +65,7 @@ class RunPlan:
         steps_per_execution: for `model.compile`.
         log_dir, checkpoint_dir, backup_dir: where things go.
         initial_epoch: epochs already done by the run resumed (0: fresh).
-        history: the epoch records of the run so far (`history.csv` rows).
+        history: the epoch records of the run so far (the history-*.csv rows).
     """
     log_every: int
     epochs: int
