@@ -71,6 +71,7 @@ flags.DEFINE_enum("recurrent_init", "original", ["original", "long"],
                   "max), the others 1 (clipped to max). long: the IndRNN authors' advice for "
                   "long sequences (T = 5000): uniform(0, max), the last layer's "
                   "uniform(0.5^(1/T), max), near 1. max = 2^(1/T).")
+flags.adopt_module_key_flags(common)  # --help lists the shared flags too
 FLAGS = flags.FLAGS
 
 

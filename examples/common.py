@@ -66,9 +66,13 @@ def define_training_flags():
                  "Training steps per call of the compiled train function (Keras' "
                  "steps_per_execution), a divisor of --log_every. Default: the script's "
                  "measured best.", lower_bound=1)
-    _define_once("log_dir", flags.DEFINE_string, None,
-                 "Directory of the TensorBoard logs, history.csv / history.json and the "
-                 "learning-curve PNG. Default: runs/<script name>.")
+    log_dir_help = ("Directory of the TensorBoard logs, the history (history-*.csv, "
+                    "history.json) and the learning-curve PNG. Default: runs/<script name>.")
+    _define_once("log_dir", flags.DEFINE_string, None, log_dir_help)
+    # absl.logging defines --log_dir too (for log files it writes only when asked):
+    # the flag is shared, with this help, and listed by the scripts' --help.
+    FLAGS["log_dir"].help = log_dir_help
+    flags.declare_key_flag("log_dir")
     _define_once("checkpoint_dir", flags.DEFINE_string, None,
                  "Directory of the checkpoints and of the backup to resume from. "
                  "Default: <log_dir>/checkpoints.")

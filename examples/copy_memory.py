@@ -67,6 +67,7 @@ common.define_target_accuracy_flag()
 flags.DEFINE_enum("architecture", "dilated", list(ARCHITECTURES),
                   "dilated: 9 layers of 10, dilations 1..256. stacked: the same with "
                   "dilation 1. single: one layer of 256.")
+flags.adopt_module_key_flags(common)  # --help lists the shared flags too
 FLAGS = flags.FLAGS
 
 

@@ -48,6 +48,7 @@ STEPS_PER_EXECUTION = 10
 common.define_training_flags()
 common.define_data_flags()
 common.define_dilated_rnn_flags()
+flags.adopt_module_key_flags(common)  # --help lists the shared flags too
 FLAGS = flags.FLAGS
 
 

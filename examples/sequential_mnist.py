@@ -69,6 +69,7 @@ flags.DEFINE_integer("bn_recalibration_batches", 1,
                      "behind weights that still change fast.", lower_bound=0)
 flags.DEFINE_float("clip_norm", CLIP_NORM,
                    "Clip the gradients to this global norm (0: no clipping).", lower_bound=0.0)
+flags.adopt_module_key_flags(common)  # --help lists the shared flags too
 FLAGS = flags.FLAGS
 
 

@@ -391,3 +391,19 @@ def test_learning_curve_has_a_panel_per_metric(tmp_path):
     import matplotlib.image  # pylint: disable=import-outside-toplevel
     height, width = matplotlib.image.imread(path).shape[:2]
     assert width > height  # two panels side by side
+
+
+@pytest.mark.parametrize("module, own", [
+    (addition_rnn, {"cell", "target_mse", "recurrent_init", "time_steps", "units"}),
+    (sequential_mnist, {"model", "bn_recalibration_batches", "dataset", "target_accuracy"}),
+    (permuted_mnist_drnn, {"cell_type", "dilations", "permute"}),
+    (copy_memory, {"architecture", "time_steps", "hidden_structs"}),
+])
+def test_help_documents_every_flag_of_a_script(module, own):
+    # --help shows the script's key flags: its own and the shared ones it adopts.
+    key_flags = {flag.name: flag for flag in FLAGS.get_key_flags_for_module(module)}
+    shared = {"max_steps", "batch_size", "learning_rate", "seed", "log_every", "eval_every",
+              "checkpoint_every", "steps_per_execution", "log_dir", "checkpoint_dir", "resume"}
+    assert shared | own <= set(key_flags)
+    for flag in key_flags.values():
+        assert len(flag.help) > 20, flag.name
