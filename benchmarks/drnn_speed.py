@@ -7,18 +7,19 @@ fresh model of each kind (benchmarks/drnn_models_for_speed.py):
 
 * "first step": building the model, compiling it and the first
   `train_on_batch` (tracing, XLA compilation, the step itself);
-* path `train_on_batch`: the median of `--steps` calls on one fixed batch,
-  the models' steps interleaved (naive, ours, naive, ours, ...) so that the
-  machine's load weighs on all of them alike;
+* path `train_on_batch`: the median of `--steps` calls on one fixed batch;
 * path `fit`: `model.fit` on a fixed dataset of `--fit-batches` batches
   (numpy arrays and `batch_size`, shuffled as `fit` does by default), one
-  epoch per `fit` call, the models' epochs interleaved; the first epoch is
-  not timed, the figure is the median over the next `--epochs - 1` epochs of
-  the epoch's time (from `on_epoch_begin` to `on_epoch_end`: iterator,
-  steps, callbacks) over its steps. A summary compares it, and the median
+  epoch per `fit` call; the first epoch is not timed, the figure is the
+  median over the next `--epochs - 1` epochs of the epoch's time (from
+  `on_epoch_begin` to `on_epoch_end`: iterator, steps, callbacks) over its
+  steps. A summary compares it, and the median
   step within epochs, with the train_on_batch step, and gives what an epoch
   takes beyond its steps (Keras' own work per epoch, which weighs on short
-  epochs only);
+  epochs only). Both paths and all models are interleaved so that the
+  machine's load weighs on all alike: each of the `--epochs - 1` rounds runs
+  one epoch of every model, then a share of the `train_on_batch` steps
+  (naive, ours, naive, ours, ...);
 * "TF1 graph": the TF1 demo graph through `dilated_rnn.legacy` in graph mode
   (placeholders, `Session`, RMSProp; benchmarks/tf1_graph_step.py, a
   subprocess with TF_USE_LEGACY_KERAS=1 run after the cell's other models):
@@ -132,22 +133,6 @@ def build_and_first_step(key, cell_type, args, batch):
     return model, time.perf_counter() - start
 
 
-def train_on_batch_times(models, batch, steps):
-    """Median (wall, CPU) seconds of a step per model, steps interleaved."""
-    times = {key: ([], []) for key in models}
-    # One untimed round first: a model retraces once after its first step
-    # built it, or after set_random_seed for the next model changed the seed.
-    for model in models.values():
-        model.train_on_batch(*batch)
-    for _ in range(steps):
-        for key, model in models.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            model.train_on_batch(*batch)
-            times[key][0].append(time.perf_counter() - wall)
-            times[key][1].append(time.process_time() - cpu)
-    return {key: (statistics.median(w), statistics.median(c)) for key, (w, c) in times.items()}
-
-
 class _EpochTimer(keras.callbacks.Callback):
     """Wall and CPU seconds of each epoch (begin to end) and of its steps."""
 
@@ -175,25 +160,61 @@ class _EpochTimer(keras.callbacks.Callback):
         self.epochs[-1] = (now[0] - wall, now[1] - cpu, steps)
 
 
-def fit_times(models, data, epochs, batch_size):
-    """Per model, after the first epoch, with the models' epochs interleaved:
-    (wall, CPU) seconds of an epoch over its steps, the median step within
-    epochs (wall, CPU), and an epoch's time beyond its steps (wall, CPU)."""
+def time_paths(models, batch, data, args):
+    """Times the paths in `args.paths` for every model, all interleaved.
+
+    After one untimed `train_on_batch` step and one untimed `fit` epoch per
+    model, each of `args.epochs - 1` rounds runs one `fit` epoch of every
+    model, then its share of the `args.steps` `train_on_batch` steps (every
+    model in turn), so that a change in the machine's load hits every model
+    and both paths alike. Returns {path: {model key: times}}: for
+    "train_on_batch" the median (wall, CPU) seconds of a step; for "fit" the
+    medians of an epoch's time over its steps (wall, CPU), of a step within
+    epochs (wall, CPU) and of an epoch's time beyond its steps (wall, CPU).
+    """
     x, y = data
     timers = {key: _EpochTimer() for key in models}
-    for epoch in range(epochs):
+    steps = {key: [] for key in models}
+
+    def fit_epoch(epoch):
         for key, model in models.items():
-            model.fit(x, y, batch_size=batch_size, initial_epoch=epoch, epochs=epoch + 1,
+            model.fit(x, y, batch_size=args.batch, initial_epoch=epoch, epochs=epoch + 1,
                       verbose=0, callbacks=[timers[key]])
-    times = {}
-    for key, timer in timers.items():
-        timed = timer.epochs[1:]
-        times[key] = tuple(
-            [statistics.median(e[k] / len(e[2]) for e in timed) for k in (0, 1)]
-            + [statistics.median(step[k] for e in timed for step in e[2]) for k in (0, 1)]
-            + [statistics.median(e[k] - sum(step[k] for step in e[2]) for e in timed)
-               for k in (0, 1)])
-    return times
+
+    # Untimed: a model retraces once after its first step built it, or after
+    # set_random_seed for the next model changed the seed; fit traces anew.
+    for model in models.values():
+        model.train_on_batch(*batch)
+    fitting = "fit" in args.paths
+    if fitting:
+        fit_epoch(0)
+    rounds = args.epochs - 1 if fitting else 1
+    for index in range(rounds):
+        if fitting:
+            fit_epoch(index + 1)
+        if "train_on_batch" in args.paths:
+            for _ in range(args.steps // rounds + (index < args.steps % rounds)):
+                for key, model in models.items():
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    model.train_on_batch(*batch)
+                    steps[key].append((time.perf_counter() - wall,
+                                       time.process_time() - cpu))
+    timed = {}
+    if "train_on_batch" in args.paths:
+        timed["train_on_batch"] = {
+            key: tuple(statistics.median(step[k] for step in times) for k in (0, 1))
+            for key, times in steps.items()}
+    if fitting:
+        timed["fit"] = {}
+        for key, timer in timers.items():
+            epochs = timer.epochs[1:]
+            timed["fit"][key] = tuple(
+                [statistics.median(e[k] / len(e[2]) for e in epochs) for k in (0, 1)]
+                + [statistics.median(step[k] for e in epochs for step in e[2])
+                   for k in (0, 1)]
+                + [statistics.median(e[k] - sum(step[k] for step in e[2]) for e in epochs)
+                   for k in (0, 1)])
+    return timed
 
 
 def tf1_graph_step(cell_type, args):
@@ -260,11 +281,7 @@ def main(argv=None):
         models, firsts = {}, {}
         for key in [m for m in args.models if m != TF1]:
             models[key], firsts[key] = build_and_first_step(key, cell_type, args, batch)
-        timed = {}
-        if "train_on_batch" in args.paths:
-            timed["train_on_batch"] = train_on_batch_times(models, batch, args.steps)
-        if "fit" in args.paths:
-            timed["fit"] = fit_times(models, data, args.epochs, args.batch)
+        timed = time_paths(models, batch, data, args)
         rows = {(key, path): (models[key].count_params(), firsts[key]) + times[key][:2]
                 for key in models for path, times in timed.items()}
         keras.backend.clear_session()
