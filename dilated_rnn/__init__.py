@@ -4,8 +4,8 @@ Modern API: `DilatedRNN` (a Keras layer), `DilatedRNNClassifier` (a Keras
 model), the TF1-exact cells `BasicRNNCell`, `BasicLSTMCell`, `GRUCell`, and
 `mean_recurrent_length`. The TF1 original's functions keep their names and
 arguments: `dRNN`, `multi_dRNN_with_dilations` (also in `dilated_rnn.drnn`),
-`_contruct_cells`, `_rnn_reformat`, `drnn_classification` (also in
-`dilated_rnn.classification_models`).
+`_contruct_cells` (= `construct_cells`), `_rnn_reformat`, `drnn_classification`
+(also in `dilated_rnn.classification_models`).
 These build Keras 3 layers in eager and functional code; called in TF1 graph
 mode (placeholders, `Session`) they build the original TF1 graph, with the
 original scope names, by `dilated_rnn.legacy` (which needs the `legacy` extra
@@ -15,7 +15,6 @@ saying so). See `ind_rnn.flavour`.
 models (see MIGRATING.md).
 """
 from dilated_rnn.cells import BasicLSTMCell, BasicRNNCell, GRUCell
-from dilated_rnn.cells import construct_cells
 from dilated_rnn.classification_models import _contruct_cells, _rnn_reformat
 from dilated_rnn.classification_models import drnn_classification
 from dilated_rnn.drnn import dRNN, multi_dRNN_with_dilations
@@ -23,6 +22,10 @@ from dilated_rnn.layers import DilatedRNN, last_valid_steps
 from dilated_rnn.memory import mean_recurrent_length
 from dilated_rnn.models import DilatedRNNClassifier
 from dilated_rnn.tf1_checkpoint import load_tf1_checkpoint
+
+# The original's misspelt name and the spelt-out one are one function here, which
+# follows graph mode like the other TF1 names (Keras 3 only: cells.construct_cells).
+construct_cells = _contruct_cells
 
 __all__ = [
     "BasicLSTMCell", "BasicRNNCell", "DilatedRNN", "DilatedRNNClassifier",
