@@ -137,6 +137,42 @@ def check_not_tf_keras_tensor(layer_name, value, instead):
                 "e.g. from tf.keras.Input or a tf-keras model)", instead)
 
 
+# What to use instead of a Keras 3 layer in a tf-keras model, per layer class.
+LAYER_INSTEAD = {
+    "IndRNN": "in tf-keras models, tf.keras.layers.RNN(ind_rnn.IndRNNCell(...)) under "
+              "TF_USE_LEGACY_KERAS=1 (the tf-keras cell: same signature, weights and maths); "
+              "or Keras 3 throughout: ind_rnn.IndRNN in a keras.Model on keras.Input.",
+    "DilatedRNN": "for TF1 / tf-keras code, the original graph: dilated_rnn.drnn."
+                  "multi_dRNN_with_dilations or dilated_rnn.classification_models."
+                  "drnn_classification called in graph mode under TF_USE_LEGACY_KERAS=1; or "
+                  "Keras 3 throughout: dilated_rnn.DilatedRNN in a keras.Model on keras.Input.",
+}
+
+
+def check_keras3_layer_inputs(layer, inputs):
+    """For a Keras 3 layer's `call`: raises if `inputs` are tf-keras tensors.
+
+    One line in `ind_rnn.IndRNN.call` / `dilated_rnn.DilatedRNN.call` turns
+    tf-keras' or Keras' own errors for a Keras 3 layer in a tf-keras model
+    into one that names the combination and what to use instead.
+
+    Args:
+        layer: the Keras 3 layer (its class name picks the advice).
+        inputs: what its `call` received (a tensor or a list of tensors).
+
+    Raises:
+        KerasFlavourError: if an input is a tf-keras tensor.
+
+    Example (the first line of a Keras 3 layer's `call`):
+
+        flavour.check_keras3_layer_inputs(self, inputs)
+    """
+    name = type(layer).__name__
+    module = type(layer).__module__.split(".")[0]
+    instead = LAYER_INSTEAD.get(name, "Keras 3 throughout: keras.Input and a keras.Model.")
+    check_not_tf_keras_tensor(f"{module}.{name}", inputs, instead)
+
+
 def check_graph_mode_available(function_name):
     """Raises ImportError, saying what to install and set, if graph mode has no TF1 cells.
 

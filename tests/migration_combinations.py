@@ -68,6 +68,7 @@ def tf_keras_errors(tf, ind_rnn, x):
     import keras
 
     import dilated_rnn
+    from ind_rnn import flavour
     from ind_rnn.keras_cell import IndRNNCell as Keras3IndRNNCell
     from ind_rnn.legacy import IndRNNCell as TFKerasIndRNNCell
     return {
@@ -86,6 +87,15 @@ def tf_keras_errors(tf, ind_rnn, x):
                 dilated_rnn._contruct_cells([3], "GRU"), tf.keras.Input((8, 2)), [2])),
         "tf1_cell_in_eager_drnn": error_text(
             lambda: dilated_rnn.dRNN(tf.compat.v1.nn.rnn_cell.BasicRNNCell(3), x, 2)),
+        # The check for the Keras 3 layers' call (ind_rnn.flavour), on the layers:
+        "check_indrnn_layer_inputs": error_text(
+            lambda: flavour.check_keras3_layer_inputs(ind_rnn.IndRNN(3),
+                                                      tf.keras.Input((8, 2)))),
+        "check_dilated_rnn_layer_inputs": error_text(
+            lambda: flavour.check_keras3_layer_inputs(dilated_rnn.DilatedRNN([3], [1]),
+                                                      [tf.keras.Input((8, 2))])),
+        "check_keras3_inputs_pass": error_text(
+            lambda: flavour.check_keras3_layer_inputs(ind_rnn.IndRNN(3), keras.Input((8, 2)))),
         # Raised by tf-keras itself, before any code of ours runs:
         "keras3_indrnn_in_tf_keras_sequential": error_text(
             lambda: tf.keras.Sequential([tf.keras.Input((8, 2)), ind_rnn.IndRNN(3)])),

@@ -231,6 +231,11 @@ def test_unsupported_combinations_under_tf_keras(tf_keras):
                             "graph mode")
     _assert_unsupported(errors["tf1_cell_in_eager_drnn"], "BasicRNNCell",
                         "outside graph mode", "dilated_rnn.BasicRNNCell")
+    _assert_unsupported(errors["check_indrnn_layer_inputs"], "`ind_rnn.IndRNN`",
+                        "tf.keras.layers.RNN(ind_rnn.IndRNNCell(...))")
+    _assert_unsupported(errors["check_dilated_rnn_layer_inputs"], "`dilated_rnn.DilatedRNN`",
+                        "graph mode", "keras.Input")
+    assert errors["check_keras3_inputs_pass"] is None
     # tf-keras' own check, before our code runs: it names the layer, not the fix.
     assert errors["keras3_indrnn_in_tf_keras_sequential"].startswith(
         "TypeError: The added layer must be an instance of class Layer")
