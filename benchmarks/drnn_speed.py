@@ -113,6 +113,8 @@ def parse_args(argv=None):
         args.epochs, args.fit_batches = 2, 2
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first is not timed)")
+    if min(args.steps, args.fit_batches) < 1:
+        parser.error("--steps and --fit-batches must be at least 1")
     args.dilations = [2 ** i for i in range(args.layers)]
     if args.loss == "every-step":
         args.models = [m for m in args.models if m not in LAST_OUTPUT_ONLY + (TF1,)]
