@@ -435,6 +435,7 @@ class _Plan:
         self.mismatched = []   # (tf1 name, checkpoint shape, needed shape, what needed it)
         self.hints = []
         self.used = set()
+        self.derived = []      # variables set from what was loaded (batch norm's moving_weight)
 
     def find(self, name):
         """`name`, or its TF < 1.5 spelling (weights / biases), if stored."""
@@ -721,6 +722,12 @@ def load_tf1_checkpoint(target, checkpoint_path, layout="auto", scopes=None,
         raise ValueError(_problems_message(checkpoint_path, target, layout_name, plan))
     for variable, value, _ in plan.assignments:
         variable.assign(np.asarray(value, dtype=variable.dtype))
+    for layer in parts.norms:
+        # TF1's moving averages are warmed up: give them their full weight in
+        # the debiased averages, or the next training batch would replace them.
+        if getattr(layer, "moving_weight", None) is not None:
+            layer.moving_weight.assign(1.0)
+            plan.derived.append(layer.moving_weight)
     return _report(layout_name, target, plan)
 
 
@@ -753,7 +760,8 @@ def _name_list(argument, value, auto, pairs=False):
 
 
 def _report(layout_name, target, plan):
-    assigned = {id(variable) for variable, _, _ in plan.assignments}
+    assigned = ({id(variable) for variable, _, _ in plan.assignments}
+                | {id(variable) for variable in plan.derived})
     return TF1CheckpointReport(
         layout=layout_name,
         loaded=tuple((variable.path, names) for variable, _, names in plan.assignments),

@@ -228,6 +228,14 @@ def test_sequential_mnist_checkpoint_into_plain_classifier(tf1):
         "rnn1/ind_rnn_cell/input_kernel",)
     arrays = tf1.arrays("sequential_mnist")
     _close(model(arrays["x"], training=False), arrays["logits"])
+    # The TF1 moving averages are taken as warmed up: a training batch then
+    # moves them by (1 - momentum), not replaces them (debiased averages).
+    norm = next(layer for layer in model.layers if hasattr(layer, "moving_weight"))
+    before = np.asarray(norm.moving_mean)
+    model(arrays["x"], training=True)
+    moved = np.abs(np.asarray(norm.moving_mean) - before).max()
+    assert np.asarray(norm.moving_weight) == 1.0
+    assert 0 < moved <= (1 - norm.momentum) * (np.abs(before).max() + 10) + 1e-6
 
 
 def _tf_cells_model(cells):
