@@ -394,7 +394,7 @@ def construct_cells(hidden_structs, cell_type):
     hidden_structs = check_int_list("hidden_structs", hidden_structs)
     if cell_type == "IndRNN":
         # Imported here so that this package works without ind_rnn.
-        from ind_rnn import IndRNNCell  # pylint: disable=import-outside-toplevel
+        from ind_rnn.keras_cell import IndRNNCell  # pylint: disable=import-outside-toplevel
         return [IndRNNCell(units) for units in hidden_structs]
     return [_CELL_CLASSES[cell_type](units) for units in hidden_structs]
 

@@ -6,6 +6,7 @@ from dilated_rnn import cells as cells_lib
 from dilated_rnn import dilation
 from dilated_rnn._validation import check_int_list, check_same_length
 from dilated_rnn._validation import invalid
+from ind_rnn import flavour
 
 
 @keras.saving.register_keras_serializable(package="dilated_rnn")
@@ -133,6 +134,7 @@ class DilatedRNN(keras.layers.Layer):
             features = cells_lib.cell_output_size(cell)
 
     def call(self, inputs, mask=None, training=None):
+        flavour.check_keras3_layer_inputs(self, inputs)
         if inputs.shape.rank != 3:
             raise invalid("inputs", "a rank-3 tensor", inputs.shape)
         sequence = inputs if self.time_major else tf.transpose(

@@ -44,8 +44,3 @@ from ind_rnn.flavour import KerasFlavourError, keras_flavour
 
 __all__ += ["keras_flavour", "KerasFlavourError"]
 
-# The original's names follow tf.keras (ind_rnn.flavour). Bound after the
-# modules above, which import the Keras 3 cell under this name.
-from ind_rnn import ind_rnn_cell as _ind_rnn_cell  # noqa: E402
-
-IndRNNCell = _ind_rnn_cell.IndRNNCell = _ind_rnn_cell.flavour_cell()

@@ -50,7 +50,4 @@ def flavour_cell():
     return _Keras3IndRNNCell
 
 
-# The Keras 3 class while `ind_rnn` imports its modules (ind_rnn.layer and
-# ind_rnn.tf1_checkpoint read this name for the Keras 3 cell); ind_rnn/__init__
-# binds the flavour's cell here (`flavour_cell()`) once they are loaded.
-IndRNNCell = _Keras3IndRNNCell
+IndRNNCell = flavour_cell()

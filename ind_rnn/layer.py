@@ -2,8 +2,8 @@
 import keras
 import tensorflow as tf
 
-from ind_rnn import _checks
-from ind_rnn.ind_rnn_cell import IndRNNCell
+from ind_rnn import _checks, flavour
+from ind_rnn.keras_cell import IndRNNCell
 from ind_rnn.recurrence import IMPLEMENTATIONS, project_and_scan
 
 # Constructor arguments forwarded to the cell, in the cell's positional order.
@@ -111,6 +111,7 @@ class IndRNN(keras.layers.RNN):
         super().build(sequences_shape, initial_state_shape)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
+        flavour.check_keras3_layer_inputs(self, sequences)
         # Integer (or boolean) inputs are cast to the compute dtype, as Keras'
         # own layers take them (Dense, SimpleRNN); Keras already casts floats.
         sequences = tf.cast(sequences, self.compute_dtype)

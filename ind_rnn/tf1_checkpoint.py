@@ -51,7 +51,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ind_rnn.ind_rnn_cell import IndRNNCell
+from ind_rnn.keras_cell import IndRNNCell
 
 
 # --------------------------------------------------------------------------

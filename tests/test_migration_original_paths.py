@@ -220,8 +220,9 @@ def test_unsupported_combinations_under_tf_keras(tf_keras):
     errors = tf_keras["tf_keras_errors"]
     _assert_unsupported(errors["keras3_cell_in_tf_keras_rnn"], "ind_rnn.keras_cell.IndRNNCell",
                         "tf.keras.layers.RNN", "ind_rnn.legacy.IndRNNCell")
+    # IndRNN.call checks its inputs first (flavour.check_keras3_layer_inputs).
     _assert_unsupported(errors["keras3_indrnn_layer_on_tf_keras_input"], "`ind_rnn.IndRNN`",
-                        "tf-keras tensors", "tf.keras.layers.RNN(ind_rnn.IndRNNCell(...))")
+                        "tf-keras tensor", "tf.keras.layers.RNN(ind_rnn.IndRNNCell(...))")
     for key in ("tf_keras_cell_in_keras3_rnn", "tf_keras_cell_in_keras3_model_fit"):
         _assert_unsupported(errors[key], "ind_rnn.legacy.IndRNNCell", "inside a Keras 3 layer",
                             "ind_rnn.keras_cell.IndRNNCell")
