@@ -114,23 +114,26 @@ def _masked(mask_t, new, old):
     return new if mask_t is None else tf.where(mask_t, new, old)
 
 
-def _fold_mask(mask, coefficients):
-    """Zeroes backward coefficients at masked steps.
+# Masked steps in the backward pass. A masked step passes its state
+# through unchanged: the gradient reaching it goes straight to the step
+# before, and its local derivative is exactly zero. Both are selects, never
+# products with a 0/1 mask, so that the gradients have NaN where the
+# reference's (`tests/drnn_reference.masked_stack_loop`) have it and nowhere
+# else: a NaN or inf computed at a masked step (`0 @ W_h^T` with a
+# non-finite kernel, a gate times a NaN gradient) does not leak into the
+# carried gradient, while the exact zero dL/dpre there still enters the
+# products of the linear parts (`0 @ W_x^T`, `h^T @ 0`), NaN where those
+# values are not finite, as in the reference.
+def _pass_through(mask_t, back, grad):
+    """The carried gradient: `back` at valid steps, `grad` at masked ones."""
+    return back if mask_t is None else tf.where(mask_t, back, grad)
 
-    A masked step passes its state through unchanged, so its local
-    derivatives must not contribute; zeroing them once for the whole
-    sequence keeps the reverse loop free of masking except for the
-    pass-through term `keep * grad`. Returns `(coefficients, keep)`, `keep`
-    being `None` without a mask, else 1.0 at masked steps and 0.0 elsewhere.
-    """
+
+def _zero_masked(mask, d_pre):
+    """dL/dpre with exact zeros at the masked steps (whole sequence)."""
     if mask is None:
-        return coefficients, None
-    zeroed = [tf.where(mask, c, tf.zeros_like(c)) for c in coefficients]
-    return zeroed, tf.cast(tf.logical_not(mask), coefficients[0].dtype)
-
-
-def _add_passthrough(back, keep_t, grad):
-    return back if keep_t is None else back + keep_t * grad
+        return d_pre
+    return tf.where(mask, d_pre, tf.zeros_like(d_pre))
 
 
 def _shift_in_zeros(states):
@@ -178,19 +181,20 @@ def _rnn_forward(projected, kernels, mask, engine):
 def _rnn_backward(d_hidden, states, projected, kernels, mask, engine):
     del projected  # tanh' is read off the stored states
     (hidden,), (recurrent_kernel,) = states, kernels
-    (local,), keep = _fold_mask(mask, [1.0 - tf.square(hidden)])
+    local = 1.0 - tf.square(hidden)
     kernel_t = tf.transpose(recurrent_kernel)
 
-    def step(carry, d_t, local_t, keep_t):
+    def step(carry, d_t, local_t, mask_t):
         grad = carry[0] + d_t
         d_pre = grad * local_t
-        back = _add_passthrough(tf.matmul(d_pre, kernel_t), keep_t, grad)
+        back = _pass_through(mask_t, tf.matmul(d_pre, kernel_t), grad)
         return (back,), (d_pre,)
 
     _, (d_pre,) = run_loop(
-        step, (tf.zeros_like(d_hidden[0]),), (d_hidden, local, keep),
+        step, (tf.zeros_like(d_hidden[0]),), (d_hidden, local, mask),
         ((d_hidden.dtype, d_hidden.shape[1:]),), engine, reverse=True)
-    return d_pre, weight_grads("rnn", hidden, d_pre)
+    d_pre = _zero_masked(mask, d_pre)
+    return d_pre, weight_grads("rnn", _shift_in_zeros(hidden), d_pre)
 
 
 # --------------------------------------------------------------------------
@@ -239,30 +243,28 @@ def _lstm_backward(d_hidden, states, projected, kernels, mask, engine,
     tanh_c = tf.tanh(cells)
     # d pre-activation = [d_c * coef_ijf, grad_h * coef_o], with
     # d_c = grad_c + grad_h * dc_dh; the cell gradient goes back through f.
-    (coef_ijf, coef_o, dc_dh, forget), keep = _fold_mask(mask, [
-        tf.concat([j * i * (1.0 - i), i * (1.0 - tf.square(j)),
-                   prev_c * f * (1.0 - f)], axis=-1),
-        tanh_c * o * (1.0 - o),
-        o * (1.0 - tf.square(tanh_c)),
-        f,
-    ])
+    coef_ijf = tf.concat([j * i * (1.0 - i), i * (1.0 - tf.square(j)),
+                          prev_c * f * (1.0 - f)], axis=-1)
+    coef_o = tanh_c * o * (1.0 - o)
+    dc_dh = o * (1.0 - tf.square(tanh_c))
     kernel_t = tf.transpose(recurrent_kernel)
 
-    def step(carry, d_t, ijf_t, o_t, dc_dh_t, f_t, keep_t):
+    def step(carry, d_t, ijf_t, o_t, dc_dh_t, f_t, mask_t):
         grad_c, grad_h = carry
         grad_h = grad_h + d_t
         d_c = grad_c + grad_h * dc_dh_t
         d_pre = tf.concat([tf.tile(d_c, [1, 3]) * ijf_t, grad_h * o_t], -1)
-        back_h = _add_passthrough(tf.matmul(d_pre, kernel_t), keep_t, grad_h)
-        back_c = _add_passthrough(d_c * f_t, keep_t, grad_c)
+        back_h = _pass_through(mask_t, tf.matmul(d_pre, kernel_t), grad_h)
+        back_c = _pass_through(mask_t, d_c * f_t, grad_c)
         return (back_c, back_h), (d_pre,)
 
     zeros = tf.zeros_like(d_hidden[0])
     _, (d_pre,) = run_loop(
         step, (zeros, zeros),
-        (d_hidden, coef_ijf, coef_o, dc_dh, forget, keep),
+        (d_hidden, coef_ijf, coef_o, dc_dh, f, mask),
         ((projected.dtype, projected.shape[1:]),), engine, reverse=True)
-    return d_pre, weight_grads("lstm", hidden, d_pre)
+    d_pre = _zero_masked(mask, d_pre)
+    return d_pre, weight_grads("lstm", prev_h, d_pre)
 
 
 # --------------------------------------------------------------------------
@@ -307,65 +309,47 @@ def _gru_backward(d_hidden, states, projected, kernels, mask, engine):
     c = tf.tanh(x_candidate + sequence_matmul(reset_prev, candidate_kernel))
     # With grad = dL/dh': d candidate pre = grad * coef_c,
     # d(r*h) = that @ W_ch^T, d r pre = d(r*h) * coef_r, d u pre = grad*coef_u.
-    (coef_c, coef_u, coef_r, update), keep = _fold_mask(mask, [
-        (1.0 - u) * (1.0 - tf.square(c)),
-        (prev - c) * u * (1.0 - u),
-        prev * r * (1.0 - r),
-        u,
-    ])
+    coef_c = (1.0 - u) * (1.0 - tf.square(c))
+    coef_u = (prev - c) * u * (1.0 - u)
+    coef_r = prev * r * (1.0 - r)
     gate_kernel_t = tf.transpose(gate_kernel)
     candidate_kernel_t = tf.transpose(candidate_kernel)
 
-    def step(carry, d_t, coef_c_t, coef_u_t, coef_r_t, u_t, r_t, keep_t):
+    def step(carry, d_t, coef_c_t, coef_u_t, coef_r_t, u_t, r_t, mask_t):
         grad = carry[0] + d_t
         d_candidate = grad * coef_c_t
         d_reset_prev = tf.matmul(d_candidate, candidate_kernel_t)
         d_gates = tf.concat([d_reset_prev * coef_r_t, grad * coef_u_t], -1)
         back = (grad * u_t + d_reset_prev * r_t
                 + tf.matmul(d_gates, gate_kernel_t))
-        back = _add_passthrough(back, keep_t, grad)
-        return (back,), (tf.concat([d_gates, d_candidate], -1),)
+        return ((_pass_through(mask_t, back, grad),),
+                (tf.concat([d_gates, d_candidate], -1),))
 
     _, (d_pre,) = run_loop(
         step, (tf.zeros_like(d_hidden[0]),),
-        (d_hidden, coef_c, coef_u, coef_r, update, r, keep),
+        (d_hidden, coef_c, coef_u, coef_r, u, r, mask),
         ((projected.dtype, projected.shape[1:]),), engine, reverse=True)
-    return d_pre, weight_grads("gru", hidden, d_pre, reset_prev)
+    d_pre = _zero_masked(mask, d_pre)
+    return d_pre, weight_grads("gru", prev, d_pre, reset_prev)
 
 
-def weight_grads(kind, hidden, d_pre, reset_prev=None):
+def weight_grads(kind, prev, d_pre, reset_prev=None):
     """Recurrent-kernel gradients from the pre-activation gradients.
 
-    Every kernel multiplies the state each step started from (for the GRU
-    candidate, `r * h_prev`), so its gradient is one large matmul over all
-    steps and rows: the states of steps 0..T-2 against the gradients of steps
-    1..T-1 (step 0 started from the zero state).
+    Every kernel multiplies the state each step started from (`prev`, the
+    states shifted by one step with the zero state in front; for the GRU
+    candidate, `r * prev`), so its gradient is one large matmul over all
+    steps and rows. Step 0 is included although its state is zero: as in
+    the reference, `0 * dL/dpre` there is NaN where dL/dpre is NaN or inf.
     """
     # Whole-width products, sliced afterwards: cheaper than copying column
     # slices of the large gradient.
-    kernel_grad = _sum_outer(_drop_last_step(hidden), _drop_first_step(d_pre))
+    kernel_grad = _sum_outer(prev, d_pre)
     if kind != "gru":
         return (kernel_grad,)
-    units = hidden.shape[-1]
+    units = prev.shape[-1]
     return (kernel_grad[:, :2 * units],
             _sum_outer(reset_prev, d_pre)[:, 2 * units:])
-
-
-def _drop_first_step(sequence):
-    # tf.slice along the first axis shares the buffer: no copy.
-    return _keep_inner_shape(tf.slice(sequence, [1, 0, 0], [-1, -1, -1]),
-                             sequence)
-
-
-def _drop_last_step(sequence):
-    return _keep_inner_shape(tf.slice(
-        sequence, [0, 0, 0],
-        tf.concat([[tf.shape(sequence)[0] - 1], [-1, -1]], 0)), sequence)
-
-
-def _keep_inner_shape(sliced, sequence):
-    sliced.set_shape([None] + sequence.shape[1:])
-    return sliced
 
 
 # --------------------------------------------------------------------------

@@ -250,6 +250,9 @@ class ResidualIndRNNBlock(_IndRNNStackLayer):
         self.built = True
 
     def call(self, inputs, training=None, mask=None):
+        # Integer (or boolean) inputs are cast to the compute dtype, as Keras'
+        # own layers take them; the shortcut adds them as they are.
+        inputs = tf.cast(inputs, self.compute_dtype)
         residual = self._apply_chain(self.residual_layers, inputs, training, mask)
         shortcut = inputs if self.projection is None else self.projection(inputs)
         return shortcut + residual
@@ -344,7 +347,9 @@ class DenseIndRNNBlock(_IndRNNStackLayer):
         self.built = True
 
     def call(self, inputs, training=None, mask=None):
-        features = inputs
+        # Integer (or boolean) inputs are cast to the compute dtype, as Keras'
+        # own layers take them; they are the first features of the output.
+        features = tf.cast(inputs, self.compute_dtype)
         for layers in self.dense_layers:
             new_features = self._apply_chain(layers, features, training, mask)
             features = tf.concat([features, new_features], axis=-1)

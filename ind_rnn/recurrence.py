@@ -107,22 +107,28 @@ def _forward_states(projected, recurrent_weight, initial_state, mask, activation
     return states.stack(), last_state
 
 
-def _derivative_from_output(activation):
-    """`act'` as a function of `act`'s output, for the activations that allow it.
+def _backprop_from_output(activation):
+    """`(output, grad) -> act'(pre) * grad`, with `act'` read off `act`'s output.
 
-    Reading the stored outputs instead of recomputing the pre-activations
-    saves a full pass over the inputs in the backward loop. Returns None for
-    other activations.
+    For the activations that allow it; returns None for the others. Reading
+    the stored outputs instead of recomputing the pre-activations saves a
+    full pass over the inputs in the backward loop.
+
+    ReLU is a select whose zero branch is still a product, `grad * 0`: NaN
+    where `grad` is NaN or inf, as TF's ReluGrad on CPU (`grad * (x > 0)`)
+    and the reference give. XLA compiles `cast(output > 0) * grad` (and
+    ReluGrad itself) into a select that gives an exact 0 there; it does not
+    fold a floating-point `grad * 0`.
     """
     relu, tanh, sigmoid, linear = (keras.activations.relu, keras.activations.tanh,
                                    keras.activations.sigmoid, keras.activations.linear)
-    derivatives = {
-        relu: lambda output: tf.cast(output > 0, output.dtype),  # as TF's ReluGrad
-        tanh: lambda output: 1 - output * output,
-        sigmoid: lambda output: output * (1 - output),
-        linear: tf.ones_like,
+    backprops = {
+        relu: lambda output, grad: tf.where(output > 0, grad, grad * 0),
+        tanh: lambda output, grad: (1 - output * output) * grad,
+        sigmoid: lambda output, grad: output * (1 - output) * grad,
+        linear: lambda output, grad: grad,
     }
-    return derivatives.get(activation)
+    return backprops.get(activation)
 
 
 def _derivative_from_input(pre_activation, activation):
@@ -147,7 +153,7 @@ def _backward(projected, recurrent_weight, initial_state, mask, states,
     cost the time.
     """
     num_steps = tf.shape(projected)[0]
-    from_output = _derivative_from_output(activation)
+    from_output = _backprop_from_output(activation)
     sum_dtype = tf.float32 if projected.dtype in (tf.float16, tf.bfloat16) else projected.dtype
     grad_projected = tf.TensorArray(projected.dtype, size=num_steps,
                                     element_shape=initial_state.shape)
@@ -156,13 +162,12 @@ def _backward(projected, recurrent_weight, initial_state, mask, states,
         index = num_steps - 1 - step
         # `state` is h_index, carried from the previous iteration.
         previous = tf.where(index > 0, states[tf.maximum(index - 1, 0)], initial_state)
-        if from_output is not None:
-            derivative = from_output(state)
-        else:
-            derivative = _derivative_from_input(
-                projected[index] + recurrent_weight * previous, activation)
         total = carried if grad_states is None else carried + grad_states[index]
-        grad_step = derivative * total
+        if from_output is not None:
+            grad_step = from_output(state, total)
+        else:
+            grad_step = _derivative_from_input(
+                projected[index] + recurrent_weight * previous, activation) * total
         to_previous = recurrent_weight * grad_step
         if mask is not None:
             valid = mask[index][:, None]

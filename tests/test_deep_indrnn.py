@@ -428,6 +428,39 @@ def test_classifier_on_padded_batch_equals_unpadded(rng):
     assert not np.allclose(masked_model(-99.0)(padded).numpy(), model(x).numpy(), atol=1e-2)
 
 
+INTEGER_INPUT_LAYERS = {
+    "residual-identity": lambda: ResidualIndRNNBlock(4, recurrent_max_abs=1.0),
+    "residual-identity-no-bn": lambda: ResidualIndRNNBlock(4, recurrent_max_abs=1.0,
+                                                           batch_norm=False),
+    "residual-projection-no-bn": lambda: ResidualIndRNNBlock(6, recurrent_max_abs=1.0,
+                                                             batch_norm=False),
+    "dense": lambda: DenseIndRNNBlock(2, growth_rate=3, recurrent_max_abs=1.0),
+    "dense-no-bn": lambda: DenseIndRNNBlock(2, growth_rate=3, bottleneck=0,
+                                            recurrent_max_abs=1.0, batch_norm=False),
+    "plain-classifier": lambda: build_sequence_classifier(7, 4, 3, num_layers=2, units=5),
+    "residual-classifier": lambda: build_sequence_classifier(
+        7, 4, 3, model="residual", num_layers=3, units=5, batch_norm=False),
+    "dense-classifier": lambda: build_sequence_classifier(
+        7, 4, 3, model="dense", num_layers=2, units=5, growth_rate=3),
+}
+
+
+@pytest.mark.parametrize("build", list(INTEGER_INPUT_LAYERS.values()),
+                         ids=list(INTEGER_INPUT_LAYERS))
+def test_integer_inputs_are_cast_to_the_compute_dtype(build, rng):
+    """As Keras' own layers take them: int32 inputs give what their float32
+    values give (the blocks' shortcut and concatenation included)."""
+    layer = build()
+    x = rng.randint(-2, 3, size=(2, 7, 4)).astype("int32")
+    # Inference first: a training call moves the batch norms' moving averages.
+    for training in (False, True):
+        outputs = layer(x, training=training)
+        assert outputs.dtype == tf.float32
+        np.testing.assert_allclose(outputs.numpy(),
+                                   layer(x.astype("float32"), training=training).numpy(),
+                                   rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind, num_layers", [("residual", 3), ("dense", 2)])
 def test_models_under_mixed_precision(kind, num_layers, rng):
     keras.mixed_precision.set_global_policy("mixed_float16")

@@ -270,6 +270,18 @@ def test_bad_input_shapes():
         IndRNN(3).build((None, None, None))
 
 
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_integer_inputs_are_cast_to_the_compute_dtype(dtype):
+    """As Keras' own layers (Dense, SimpleRNN) take them."""
+    x = (np.arange(2 * 5 * 3).reshape(2, 5, 3) % 3).astype(dtype)
+    for implementation in IMPLEMENTATIONS:
+        layer = IndRNN(4, recurrent_max_abs=1.0, return_sequences=True,
+                       implementation=implementation)
+        outputs = layer(x)
+        assert outputs.dtype == tf.float32
+        np.testing.assert_allclose(outputs.numpy(), layer(x.astype("float32")).numpy())
+
+
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np, tensorflow as tf, keras

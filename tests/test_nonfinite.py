@@ -249,18 +249,6 @@ def test_indrnn_layer_matches_keras_rnn_of_the_cell_with_nonfinite_values(implem
                 assert_same(got.numpy(), want.numpy(), np.float32, f"trial {trial}: {name}")
 
 
-@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
-def test_integer_inputs_are_cast_to_the_compute_dtype(dtype):
-    """As Keras' own layers (Dense, SimpleRNN) take them."""
-    x = (np.arange(2 * 5 * 3).reshape(2, 5, 3) % 3).astype(dtype)
-    for implementation in INDRNN_IMPLEMENTATIONS:
-        layer = IndRNN(4, recurrent_max_abs=1.0, return_sequences=True,
-                       implementation=implementation)
-        outputs = layer(x)
-        assert outputs.dtype == tf.float32
-        np.testing.assert_allclose(outputs.numpy(), layer(x.astype("float32")).numpy())
-
-
 # --------------------------------------------------------------------------
 # DilatedRNN: every TF1 cell and engine against the plain-loop reference.
 # --------------------------------------------------------------------------
