@@ -429,7 +429,9 @@ struct Problem {
   const T* inputs = nullptr;  // [time, batch, depth]
   const bool* mask = nullptr;  // [time, batch], or null
   bool finite_weights = true;  // every weight and bias finite
-  Packed<T> input_kernel, recurrent, candidate;           // forward
+  // Forward: W_x [D, G*H] (GRU: its r, u columns [D, 2H], and the
+  // candidate's [D, H] in input_candidate), U [H, R*H], U_c [H, H].
+  Packed<T> input_kernel, input_candidate, recurrent, candidate;
   // Backward: [U^T | W_x^T] side by side, [G*H, H + D] (U^T zero in the
   // GRU candidate's rows), so that one product gives dL/dh_prev and dL/dx;
   // and U_c^T.
@@ -465,32 +467,33 @@ struct Problem {
 // The gates of one step for rows [first, first + m), from the layer input and
 // the previous state. RNN: z = pre-activation. LSTM: z = the four sigmoids
 // (see Problem). GRU: z = [r, u] sigmoids, candidate = tanh(...),
-// reset_prev = r * h_prev.
-// `projected` is scratch of [m, G * H] (GRU: x @ W_x + b).
+// reset_prev = r * h_prev. Each product is one register-tiled sum of its
+// two terms, in the order of TF1's one product of the concatenation:
+// [x, h] @ [W; U] (GRU gates: [x, h] @ [W_ru; U_ru]; candidate:
+// [x, r * h] @ [W_c; U_c]).
 template <typename T>
 void StepGates(const Problem<T>& p, Index t, Index first, Index m, const T* h_prev,
-               T* z, T* candidate, T* reset_prev, T* projected) {
+               T* z, T* candidate, T* reset_prev) {
   const Index units = p.units, width = p.width();
   const T* x_rows = p.At(p.inputs, t, first, p.depth);
   const Strided<T> x{x_rows, p.depth};
   const Strided<T> h{h_prev, units};
   const Strided<T> bias{p.bias.data(), 0};
+  const Term<T> terms[2] = {{x, &p.input_kernel}, {h, &p.recurrent}};
   if (p.cell != Cell::kGru) {
-    // x @ W_x + h @ U, summed in registers in the order of TF1's one product
-    // [x, h] @ [W_x; U].
-    const Term<T> terms[2] = {{x, &p.input_kernel}, {h, &p.recurrent}};
     ProductSum(terms, 2, bias, z, width, m, false);
     if (p.cell == Cell::kLstm) Vec<T>(z, m * width) = Vec<T>(z, m * width).logistic();
     return;
   }
-  Product(x, p.input_kernel, bias, projected, width, m, false);
-  Product(h, p.recurrent, Strided<T>{projected, width}, z, 2 * units, m, false);
+  ProductSum(terms, 2, bias, z, 2 * units, m, false);
   Vec<T>(z, m * 2 * units) = Vec<T>(z, m * 2 * units).logistic();
   for (Index i = 0; i < m; ++i)
     for (Index k = 0; k < units; ++k)
       reset_prev[i * units + k] = z[i * 2 * units + k] * h_prev[i * units + k];
-  Product(Strided<T>{reset_prev, units}, p.candidate,
-          Strided<T>{projected + 2 * units, width}, candidate, units, m, false);
+  const Term<T> candidate_terms[2] = {{x, &p.input_candidate},
+                                      {Strided<T>{reset_prev, units}, &p.candidate}};
+  ProductSum(candidate_terms, 2, Strided<T>{p.bias.data() + 2 * units, 0}, candidate, units, m,
+             false);
   Vec<T>(candidate, m * units) = Vec<T>(candidate, m * units).tanh();
 }
 
@@ -529,8 +532,7 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
   const Index units = p.units, width = p.width();
   T poison(0);  // sum of 0 * (every input and state): NaN iff one is not finite
   Buffer<T> zeros(tile_rows * units), scratch(tile_rows * width),
-      candidate_buffer(tile_rows * units), reset_prev(tile_rows * units),
-      projected(tile_rows * width);
+      candidate_buffer(tile_rows * units), reset_prev(tile_rows * units);
   for (Index t = 0; t < p.steps; ++t) {
     const Index m = p.TileRows(t, first, tile_rows), n = m * units;
     if (m == 0) continue;
@@ -538,7 +540,7 @@ void ForwardTile(const Problem<T>& p, Index first, Index tile_rows, T* hidden, T
     T* h = p.At(hidden, t, first, units);
     T* g = scratch.get();
     T* candidate = candidate_buffer.get();
-    StepGates(p, t, first, m, h_prev, g, candidate, reset_prev.get(), projected.get());
+    StepGates(p, t, first, m, h_prev, g, candidate, reset_prev.get());
     if (p.cell == Cell::kRnn) {
       Vec<T>(h, n) = Vec<T>(g, n).tanh();
     } else if (p.cell == Cell::kLstm) {
@@ -832,11 +834,16 @@ void ReadProblem(OpKernelContext* context, Cell cell, bool has_mask, float forge
     return cell == Cell::kLstm && column >= units && column < 2 * units ? T(2) : T(1);
   };
   const T* w = input_kernel.flat<T>().data();
-  p->input_kernel.Reset(p->depth, width);
+  const Index gate_columns = cell == Cell::kGru ? 2 * units : width;
+  p->input_kernel.Reset(p->depth, gate_columns);
+  if (cell == Cell::kGru) p->input_candidate.Reset(p->depth, units);
   p->transposed.Reset(width, units + p->depth);
   for (Index a = 0; a < p->depth; ++a)
     for (Index b = 0; b < width; ++b) {
-      p->input_kernel.at(a, b) = scale(b) * w[a * width + b];
+      if (b < gate_columns)
+        p->input_kernel.at(a, b) = scale(b) * w[a * width + b];
+      else
+        p->input_candidate.at(a, b - gate_columns) = w[a * width + b];
       p->transposed.at(b, units + a) = w[a * width + b];
     }
   const T* u = recurrent.flat<T>().data();
