@@ -14,6 +14,12 @@ saying so). See `ind_rnn.flavour`.
 `load_tf1_checkpoint` loads TF1 checkpoints of the original demo into these
 models (see MIGRATING.md).
 """
+# First, before anything runs a TensorFlow op: pooled CPU memory for the large
+# tensors of a training step (ind_rnn.native.build.tune_allocator;
+# RNN_KERNELS_TUNE_ALLOCATOR=0 turns it off).
+from ind_rnn.native import build as _build  # noqa: E402
+
+_build.tune_allocator()
 from dilated_rnn.cells import BasicLSTMCell, BasicRNNCell, GRUCell
 from dilated_rnn.classification_models import _contruct_cells, _rnn_reformat
 from dilated_rnn.classification_models import drnn_classification

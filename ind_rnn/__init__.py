@@ -19,6 +19,12 @@
   when `tf.keras` is tf-keras).
 * `keras_flavour()`, `KerasFlavourError`: the switch (see `ind_rnn.flavour`).
 """
+# First, before anything runs a TensorFlow op: pooled CPU memory for the large
+# tensors of a training step (ind_rnn.native.build.tune_allocator;
+# RNN_KERNELS_TUNE_ALLOCATOR=0 turns it off).
+from ind_rnn.native import build as _build  # noqa: E402
+
+_build.tune_allocator()
 from ind_rnn.ind_rnn_cell import IndRNNCell
 from ind_rnn.layer import IndRNN
 from ind_rnn.recurrence import (effective_recurrent_weight, indrnn_scan, indrnn_step,
