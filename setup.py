@@ -31,8 +31,9 @@ setuptools.setup(
         "examples": ["tensorflow-datasets", "scikit-learn", "matplotlib", "tensorboard"],
         # The TF1 graph-mode path (tf.compat.v1 + Keras 2 cells).
         "legacy": ["tf-keras"],
+        # The examples' tests run them whole: their TensorBoard callback too.
         "test": ["pytest", "tensorflow-datasets", "scikit-learn",
-                 "matplotlib", "tf-keras"],
+                 "matplotlib", "tensorboard", "tf-keras"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -18,8 +18,11 @@ fixed random batch, and the gradients of sum(logits * cotangent).
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":
+    # Run as the tests' subprocess: the TF1 cells need tf-keras. Imported by a
+    # test (for CONFIGS), it must not switch the test process's Keras.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
