@@ -124,10 +124,7 @@ def main(argv):
     del argv
     if FLAGS.num_layers < 3 or FLAGS.num_layers % 2 == 0:
         raise app.UsageError("--num_layers must be odd and >= 3 (1 + 2 * blocks).")
-    try:
-        run_conditions.apply_isa(FLAGS.isa)  # before the kernels load
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
+    run_conditions.apply_isa_flag(FLAGS.isa)  # before the kernels load
     monitor = run_conditions.LoadMonitor()
     print(monitor.header(run_conditions.load_kernels("IndRNN", native.load,
                                                        run_conditions.indrnn_library_path()),

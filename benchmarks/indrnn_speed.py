@@ -146,10 +146,7 @@ def main(argv):
     unknown = set(FLAGS.workloads) - set(WORKLOADS) - {"depth"}
     if unknown:
         raise app.UsageError(f"--workloads: unknown {sorted(unknown)}, allowed a, b, c, depth.")
-    try:
-        run_conditions.apply_isa(FLAGS.isa)  # before the kernels load
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
+    run_conditions.apply_isa_flag(FLAGS.isa)  # before the kernels load
     monitor = run_conditions.LoadMonitor()
     print(monitor.header(run_conditions.load_kernels("IndRNN", native.load,
                                                        run_conditions.indrnn_library_path()),

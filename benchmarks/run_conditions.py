@@ -29,6 +29,15 @@ def apply_isa(level):
     return build.requested_isa()
 
 
+def apply_isa_flag(level):
+    """`apply_isa` for an absl script: a level this CPU cannot run is a usage error."""
+    from absl import app  # pylint: disable=import-outside-toplevel
+    try:
+        return apply_isa(level)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+
+
 def load_kernels(name, load, path):
     """Loads a kernel library (building it if `path` is not cached); returns a header line."""
     cached = os.path.exists(path)

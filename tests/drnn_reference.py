@@ -174,7 +174,9 @@ def masked_dilated_loop(step, inputs, rate, initial_state, mask):
 
 
 def masked_stack_loop(cells, dilations, inputs, mask):
-    """`stack_loop` with a mask (the same for every layer)."""
+    """`stack_loop` with a mask (the same for every layer); `stack_loop` if None."""
+    if mask is None:
+        return stack_loop(cells, dilations, inputs)
     x = inputs
     for cell, rate in zip(cells, dilations):
         x = masked_dilated_loop(masked_reference_step(cell), x, rate,

@@ -82,12 +82,8 @@ def test_native_kernels_match_reference_on_awkward_widths(cell_type, units, dtyp
     x = tf.constant(rng.randn(batch, steps, depth).astype(dtype))
     mask = _mask(rng, batch, steps) if masked else None
     cotangent = tf.constant(rng.randn(batch, steps, units[-1]).astype(dtype))
-    if mask is None:
-        def reference(inputs):
-            return drnn_reference.stack_loop(layer.cells, layer.dilations, inputs)
-    else:
-        def reference(inputs):
-            return drnn_reference.masked_stack_loop(layer.cells, layer.dilations, inputs, mask)
+    def reference(inputs):
+        return drnn_reference.masked_stack_loop(layer.cells, layer.dilations, inputs, mask)
     results = []
     for run in (lambda inputs: layer(inputs, mask=mask), reference):
         with tf.GradientTape() as tape:

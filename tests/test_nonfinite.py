@@ -295,12 +295,8 @@ def test_drnn_matches_plain_loop_with_nonfinite_values(seed, cell_type, engine):
     layer, x, mask, cotangent, dtype = _drnn_case(seed, cell_type)
     layer.implementation = engine
     weights = layer.trainable_weights
-    if mask is None:
-        def reference(inputs):
-            return drnn_reference.stack_loop(layer.cells, layer.dilations, inputs)
-    else:
-        def reference(inputs):
-            return drnn_reference.masked_stack_loop(layer.cells, layer.dilations, inputs, mask)
+    def reference(inputs):
+        return drnn_reference.masked_stack_loop(layer.cells, layer.dilations, inputs, mask)
     got = _drnn_outputs_and_grads(lambda inputs: layer(inputs, mask=mask), x, weights, cotangent)
     want = _drnn_outputs_and_grads(reference, x, weights, cotangent)
     names = ["outputs", "d/dinputs"] + [f"d/d{w.path}" for w in weights]
