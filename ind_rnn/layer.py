@@ -137,14 +137,15 @@ class IndRNN(keras.layers.RNN):
         states, last_state = project_and_scan(
             sequences, input_kernel, bias, self.cell.effective_recurrent_weight(),
             tf.cast(initial_state, sequences.dtype), self.cell.activation,
-            mask=mask, implementation=self.implementation)
+            mask=mask, implementation=self.implementation,
+            return_states=self.return_sequences)
         if self.return_sequences:
             outputs = _masked_outputs(states, mask, self.zero_output_for_mask)
             last_output = outputs[:, -1]
         else:
             # Only the last output is used (RNN.call reads `last_output`): derive
-            # it from the last state, so no gradient flows into `states` and
-            # the [batch, time, units] array is not masked.
+            # it from the last state; `states` is not even an output of the scan,
+            # so no [batch, time, units] gradient (of zeros) is made for it.
             last_output = _masked_last_output(last_state, mask, self.zero_output_for_mask)
             outputs = last_output[:, None, :]
         return last_output, outputs, [last_state]

@@ -235,8 +235,28 @@ def resolve_implementation(implementation, projected, activation):
     return implementation
 
 
+def _with_gradient(forward, backward, return_states):
+    """A `tf.custom_gradient` function of `forward` (inputs -> (states, last
+    state), plus what `backward` needs) and `backward` (that, dL/dstates or
+    None, dL/dlast -> input gradients). Without `return_states` only the last
+    state is an output, so TensorFlow passes no dL/dstates: were `states` an
+    output, it would fill a [batch, time, units] array of zeros for it, which
+    the backward pass would then read."""
+    @tf.custom_gradient
+    def scan(*inputs):
+        states, last_state, saved = forward(*inputs)
+        if not return_states:
+            return last_state, lambda grad_last: backward(saved, None, grad_last)
+        return (states, last_state), lambda grad_states, grad_last: backward(
+            saved, grad_states, grad_last)
+
+    def run(*inputs):
+        return scan(*inputs) if return_states else (None, scan(*inputs))
+    return run
+
+
 def _native_scan(sequence, recurrent_weight, initial_state, activation, mask,
-                 input_kernel=None, bias=None):
+                 input_kernel=None, bias=None, return_states=True):
     """The recurrence in the fused C++ kernels.
 
     `sequence` holds the projections `x_t @ W (+ b)` ([batch, time, units]),
@@ -252,61 +272,62 @@ def _native_scan(sequence, recurrent_weight, initial_state, activation, mask,
     bias = empty if bias is None else bias
     projects_inside = input_kernel is not empty
 
-    @tf.custom_gradient
-    def scan(sequence, input_kernel, bias, recurrent_weight, initial_state):
-        states = ops.ind_rnn_forward(sequence, input_kernel, bias, recurrent_weight,
-                                     initial_state, mask_input, **attrs)
-        last_state = states[:, -1]
+    def forward(*inputs):
+        states = ops.ind_rnn_forward(*inputs, mask_input, **attrs)
+        return states, states[:, -1], (inputs, states)
 
-        def grad(grad_states, grad_last_state):
-            if grad_states is None:
-                grad_states = tf.zeros([0], states.dtype)
-            if grad_last_state is None:
-                grad_last_state = tf.zeros_like(last_state)
-            # Ready projections are not needed for the gradient: not passing
-            # them lets their memory go after the forward pass.
-            grads = ops.ind_rnn_backward(sequence if projects_inside else empty, input_kernel,
-                                         bias, recurrent_weight, initial_state, mask_input,
-                                         states, grad_states, grad_last_state, **attrs)
-            return [tf.ensure_shape(grad, value.shape) for grad, value in
-                    zip(grads, (sequence, input_kernel, bias, recurrent_weight, initial_state))]
+    def backward(saved, grad_states, grad_last_state):
+        (sequence, input_kernel, bias, recurrent_weight, initial_state), states = saved
+        if grad_states is None:
+            grad_states = tf.zeros([0], states.dtype)
+        if grad_last_state is None:
+            grad_last_state = tf.zeros_like(states[:, -1])
+        # Ready projections are not needed for the gradient: not passing
+        # them lets their memory go after the forward pass.
+        grads = ops.ind_rnn_backward(sequence if projects_inside else empty, input_kernel,
+                                     bias, recurrent_weight, initial_state, mask_input,
+                                     states, grad_states, grad_last_state, **attrs)
+        return [tf.ensure_shape(grad, value.shape) for grad, value in
+                zip(grads, (sequence, input_kernel, bias, recurrent_weight, initial_state))]
 
-        return (states, last_state), grad
-
-    return scan(sequence, input_kernel, bias, recurrent_weight, initial_state)
+    return _with_gradient(forward, backward, return_states)(
+        sequence, input_kernel, bias, recurrent_weight, initial_state)
 
 
-def _loop_scan(projected, recurrent_weight, initial_state, activation, mask, use_xla):
-    forward, backward = _compiled_loops(activation, use_xla)
+def _loop_scan(projected, recurrent_weight, initial_state, activation, mask, use_xla,
+               return_states=True):
+    loop_forward, loop_backward = _compiled_loops(activation, use_xla)
     # The loops step along the leading axis: they work time-major.
     mask = None if mask is None else tf.transpose(mask, [1, 0])
 
-    @tf.custom_gradient
-    def scan(projected, recurrent_weight, initial_state):
+    def forward(projected, recurrent_weight, initial_state):
         time_major = tf.transpose(projected, [1, 0, 2])
-        # stop_gradient: the hand-written `grad` below replaces autodiff, so no
-        # tape may record the loop (that would also break XLA compilation).
-        states, last_state = forward(tf.stop_gradient(time_major),
-                                     tf.stop_gradient(recurrent_weight),
-                                     tf.stop_gradient(initial_state), mask)
+        # stop_gradient: the hand-written `backward` below replaces autodiff, so
+        # no tape may record the loop (that would also break XLA compilation).
+        states, last_state = loop_forward(tf.stop_gradient(time_major),
+                                          tf.stop_gradient(recurrent_weight),
+                                          tf.stop_gradient(initial_state), mask)
+        saved = (time_major, recurrent_weight, initial_state, states, last_state)
+        batch_major = tf.transpose(states, [1, 0, 2]) if return_states else None
+        return batch_major, last_state, saved
 
-        def grad(grad_states, grad_last_state):
-            if grad_last_state is None:
-                grad_last_state = tf.zeros_like(last_state)
-            if grad_states is not None:
-                grad_states = tf.transpose(grad_states, [1, 0, 2])
-            grad_projected, grad_weight, grad_initial = backward(
-                time_major, recurrent_weight, initial_state, mask, states, grad_states,
-                grad_last_state)
-            return tf.transpose(grad_projected, [1, 0, 2]), grad_weight, grad_initial
+    def backward(saved, grad_states, grad_last_state):
+        time_major, recurrent_weight, initial_state, states, last_state = saved
+        if grad_last_state is None:
+            grad_last_state = tf.zeros_like(last_state)
+        if grad_states is not None:
+            grad_states = tf.transpose(grad_states, [1, 0, 2])
+        grad_projected, grad_weight, grad_initial = loop_backward(
+            time_major, recurrent_weight, initial_state, mask, states, grad_states,
+            grad_last_state)
+        return tf.transpose(grad_projected, [1, 0, 2]), grad_weight, grad_initial
 
-        return (tf.transpose(states, [1, 0, 2]), last_state), grad
-
-    return scan(projected, recurrent_weight, initial_state)
+    return _with_gradient(forward, backward, return_states)(
+        projected, recurrent_weight, initial_state)
 
 
 def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=None,
-                implementation="auto"):
+                implementation="auto", return_states=True):
     """Runs `indrnn_step` over a whole sequence.
 
     Args:
@@ -320,6 +341,9 @@ def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=Non
             compiled on first use), "xla" (an XLA-compiled loop), "tf" (a
             plain TensorFlow while loop) or "auto" (see
             `resolve_implementation`). All compute the same numbers.
+        return_states: False when only `last_state` is used (a layer without
+            `return_sequences`): `states` is then None, and the backward pass
+            does not read a `[batch, time, units]` gradient of zeros for it.
 
     Returns:
         `(states, last_state)`: `states` `[batch, time, units]` holds the state
@@ -334,9 +358,10 @@ def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=Non
     if mask is not None:
         mask = tf.cast(mask, tf.bool)
     if implementation == "native":
-        return _native_scan(projected, recurrent_weight, initial_state, activation, mask)
+        return _native_scan(projected, recurrent_weight, initial_state, activation, mask,
+                            return_states=return_states)
     return _loop_scan(projected, recurrent_weight, initial_state, activation, mask,
-                      use_xla=implementation == "xla")
+                      use_xla=implementation == "xla", return_states=return_states)
 
 
 # Inputs at most this wide are projected inside the native kernel (see
@@ -348,7 +373,7 @@ MAX_DEPTH_PROJECTED_IN_KERNEL = 4
 
 
 def project_and_scan(inputs, input_kernel, bias, recurrent_weight, initial_state, activation,
-                     mask=None, implementation="auto"):
+                     mask=None, implementation="auto", return_states=True):
     """`indrnn_scan(project_inputs(inputs, input_kernel, bias), ...)`, fused where it pays.
 
     With the native kernels, the bias is added inside the recurrence and its
@@ -364,8 +389,8 @@ def project_and_scan(inputs, input_kernel, bias, recurrent_weight, initial_state
         inputs: `[batch, time, depth]`.
         input_kernel: `[depth, units]`.
         bias: `[units]`.
-        recurrent_weight, initial_state, activation, mask, implementation: as
-            for `indrnn_scan`.
+        recurrent_weight, initial_state, activation, mask, implementation,
+            return_states: as for `indrnn_scan`.
 
     Returns:
         `(states, last_state)` as `indrnn_scan`; differentiable w.r.t. `inputs`,
@@ -379,12 +404,13 @@ def project_and_scan(inputs, input_kernel, bias, recurrent_weight, initial_state
     implementation = resolve_implementation(implementation, inputs, activation)
     if implementation != "native":
         return indrnn_scan(project_inputs(inputs, input_kernel, bias), recurrent_weight,
-                           initial_state, activation, mask=mask, implementation=implementation)
+                           initial_state, activation, mask=mask, implementation=implementation,
+                           return_states=return_states)
     if mask is not None:
         mask = tf.cast(mask, tf.bool)
     depth = inputs.shape[-1]
     if depth is not None and depth <= MAX_DEPTH_PROJECTED_IN_KERNEL:
         return _native_scan(inputs, recurrent_weight, initial_state, activation, mask,
-                            input_kernel=input_kernel, bias=bias)
+                            input_kernel=input_kernel, bias=bias, return_states=return_states)
     return _native_scan(_matmul_last_axis(inputs, input_kernel), recurrent_weight,
-                        initial_state, activation, mask, bias=bias)
+                        initial_state, activation, mask, bias=bias, return_states=return_states)

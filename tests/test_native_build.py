@@ -25,7 +25,8 @@ def test_the_level_is_in_the_cache_name_and_key(tmp_path):
     assert os.path.basename(paths["x86-64-v2"]).startswith("ops_x86-64-v2_")
     # Only -march=native may fall back to the portable build.
     assert len(build._optimisations("native")) == 2
-    assert build._optimisations("x86-64-v2") == (["-O3", "-march=x86-64-v2", "-mno-avx512fp16"],)
+    assert build._optimisations("x86-64-v2") == (
+        ["-O3", "-fno-trapping-math", "-march=x86-64-v2", "-mno-avx512fp16"],)
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 levels")
