@@ -155,6 +155,13 @@ SELECTION = [
     # Widths 5, 20, 37, float32 and float64 (this file).
     "tests/test_baseline_isa.py::test_native_kernels_match_reference_on_awkward_widths",
     "tests/test_baseline_isa.py::test_native_indrnn_matches_numpy_on_awkward_widths",
+    # The IndRNN kernels' fused loops: depth 1 in the loop, masked, last state only; no bias.
+    "tests/test_indrnn_native_paths.py::test_inputs_projected_in_the_kernel"
+    "[relu-masked-last-grad-1-float32-37]",
+    "tests/test_indrnn_native_paths.py::test_inputs_projected_in_the_kernel"
+    "[tanh-unmasked-per-step-grad-4-float32-37]",
+    "tests/test_indrnn_native_paths.py::test_projections_without_a_bias"
+    "[native-masked-per-step-grad-float32-37]",
 ]
 
 
