@@ -70,6 +70,7 @@ inline T DerivativeFromOutput(Activation activation, T y) {
 
 // Cost hint for the sharder: enough per row that small batches stay on one thread.
 constexpr int64 kCostPerRowStep = 2000;
+constexpr int kShardsPerThread = 4;  // backward shards per thread (see IndRNNBackwardOp)
 
 // Where a step's input term z_t comes from. `Projected`: read from
 // precomputed projections x_t @ W ([batch, time, units]). `OnTheFly`: computed
@@ -572,9 +573,12 @@ class IndRNNBackwardOp : public IndRNNOpBase {
     T* dh0 = grad_initial_state->flat<T>().data();
 
     // Each shard sums its own du (and dW, db) in a block [du | dW | db]; the
-    // shards' sums are added at the end.
+    // shards' sums are added at the end. kShardsPerThread shards a thread, so
+    // that a thread slowed by other ops (the matmuls running beside this one)
+    // leaves its remaining shards to the others, as the forward's ParallelFor does.
     auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
-    const int shards = std::max(1, std::min<int>(workers->NumThreads(), batch));
+    const int shards =
+        std::max(1, std::min<int>(kShardsPerThread * workers->NumThreads(), batch));
     const int64 kernel_sums = on_the_fly ? depth * units : 0, bias_sums = has_bias ? units : 0;
     const int64 sums_per_shard = units + kernel_sums + bias_sums;
     std::vector<double> partial(static_cast<size_t>(shards) * sums_per_shard, 0.0);
