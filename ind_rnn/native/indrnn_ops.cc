@@ -294,9 +294,22 @@ class OnTheFlyGrad {
 // stream prefetchers follow that descending walk poorly: without help, half
 // of the backward's time went to waiting for dL/dh_t (perf annotate, Zen 3),
 // and software prefetches a few steps ahead made the backward 1.3x (projected
-// inputs) to 2.9x (inputs projected in the loop) faster. Prefetches never
-// fault, and the addresses stay inside the arrays (t >= kPrefetchSteps).
-constexpr int64 kPrefetchSteps = 4;
+// inputs) to 2.9x (inputs projected in the loop) faster. The steps are taken
+// in blocks of kPrefetchBlock (a 4 KB page of 128 float units), and while a
+// block is worked on, the block below it is asked for in ascending order,
+// which the hardware prefetchers extend: with dL/dh_t given, another 7-18%
+// (op level, 2 threads, B 32, T 784, 128 units) over asking 4 steps ahead
+// in the walk's own order. Prefetches never fault, and the addresses asked
+// for stay inside the arrays (the block below exists).
+constexpr int64 kPrefetchBlock = 8;
+
+// The step whose lines are asked for while step t is worked on: the block
+// below t's, in ascending order as t descends through its own block; -1 in
+// the lowest block.
+inline int64 PrefetchTarget(int64 t) {
+  const int64 offset = t % kPrefetchBlock;
+  return t - offset - kPrefetchBlock + (kPrefetchBlock - 1 - offset);
+}
 
 template <typename T, typename Sink>
 inline void PrefetchStep(const T* e, const T* h, Sink& sink, int64 index, int64 units) {
@@ -345,7 +358,8 @@ void BackwardRowsOf(const T* __restrict__ u, const T* __restrict__ h0, const boo
       const int64 index = b * steps + t;
       const int64 row = index * units;
       const T* __restrict__ previous = t == 0 ? h0 + b * units : h + row - units;
-      if (t >= kPrefetchSteps) PrefetchStep(e, h, sink, index - kPrefetchSteps, units);
+      const int64 target = PrefetchTarget(t);
+      if (target >= 0) PrefetchStep(e, h, sink, b * steps + target, units);
       if (valid != nullptr && !valid[index]) {
         if (e != nullptr)
           for (int64 k = 0; k < units; ++k) gb[k] += e[row + k];
