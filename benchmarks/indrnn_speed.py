@@ -12,7 +12,10 @@ Each is timed as a full training step (forward + backward + Adam) for
   * for (b) and (c), the matmul-only floor: the same input projections, no
     recurrence.
 Times are medians after warm-up; ratios compare timings of the same run only,
-since absolute times drift on shared machines.
+since absolute times drift on shared machines. The ratio to the floor, the
+tightest target, comes from rounds that alternate the native layer's steps
+with the floor's (benchmarks/step_timing.py: `interleaved_ratio`), so that
+drift over the run weighs on both alike.
 
 A fourth workload, `depth`, is not run by default: one layer (hidden 128,
 batch 32, T 784) over inputs of 1 to 64 features, with the native kernels
@@ -27,6 +30,9 @@ benchmarks/run_conditions.py).
 Flags:
   --workloads=a,b,c     which workloads: a, b, c, depth (default a,b,c)
   --repeats=N           timed steps per fast variant, median taken (default 10)
+  --rounds=N            (b), (c): native against its floor in N interleaved rounds of 3 steps
+                        each, the order alternating; the ratio is the median of the rounds'
+                        ratios (default 12)
   --slow_repeats=N      timed steps per slow baseline, Keras RNN and LSTM (default 3)
   --warmup=N            untimed steps before timing (default 2)
   --isa=LEVEL           x86-64-v2, x86-64-v3, x86-64-v4, native or any -march value:
@@ -50,13 +56,14 @@ import tensorflow as tf  # noqa: E402
 
 from ind_rnn import IndRNN, IndRNNCell, native, recurrence, xla_available  # noqa: E402
 import run_conditions  # noqa: E402  (benchmarks/run_conditions.py)
-from step_timing import median_step_seconds  # noqa: E402  (benchmarks/step_timing.py)
+from step_timing import interleaved_ratio, median_step_seconds  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workloads", ["a", "b", "c"], "Which workloads to run: a, b, c, depth.")
 flags.DEFINE_integer("repeats", 10, "Timed steps per fast variant (median taken).")
 flags.DEFINE_integer("slow_repeats", 3, "Timed steps per slow baseline (Keras RNN, LSTM).")
 flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
+flags.DEFINE_integer("rounds", 12, "(b), (c): rounds of 3 native and 3 floor steps, alternated.")
 flags.DEFINE_string("isa", None, run_conditions.ISA_HELP)
 
 WORKLOADS = {
@@ -101,8 +108,8 @@ def _model(make_layer, workload):
     return keras.Model(inputs, keras.layers.Dense(1)(hidden))
 
 
-def time_training_step(make_layer, workload, repeats):
-    """Median seconds of one compiled training step (forward, backward, Adam)."""
+def training_step(make_layer, workload):
+    """A compiled training step (forward, backward, Adam) of a fresh model; returns its loss."""
     rng = np.random.RandomState(0)
     x = tf.constant(rng.rand(workload["batch"], workload["steps"], workload["input_dim"]),
                     tf.float32)
@@ -118,7 +125,18 @@ def time_training_step(make_layer, workload, repeats):
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
-    return median_step_seconds(train_step, FLAGS.warmup, repeats)
+    return train_step
+
+
+def time_training_step(make_layer, workload, repeats):
+    """Median seconds of one compiled training step (forward, backward, Adam)."""
+    return median_step_seconds(training_step(make_layer, workload), FLAGS.warmup, repeats)
+
+
+def time_against_floor(workload):
+    """(native s/step, floor s/step, native / floor, (lowest, highest) ratio), interleaved."""
+    return interleaved_ratio(training_step(_fast("native"), workload),
+                             training_step(_floor, workload), FLAGS.warmup, FLAGS.rounds)
 
 
 def time_input_depths(depths=(1, 2, 4, 8, 16, 32, 64)):
@@ -157,31 +175,42 @@ def main(argv):
     rows = []
     for key in [key for key in FLAGS.workloads if key in WORKLOADS]:
         workload = WORKLOADS[key]
+        if key in ("b", "c"):
+            native_seconds, floor_seconds, floor_ratio, ratio_range = time_against_floor(workload)
+        else:
+            native_seconds = time_training_step(_fast("native"), workload, FLAGS.repeats)
         timings = {
-            "IndRNN (native)": time_training_step(_fast("native"), workload, FLAGS.repeats),
+            "IndRNN (native)": native_seconds,
             "IndRNN (XLA)": time_training_step(_fast("xla"), workload, FLAGS.repeats),
             "IndRNN (plain TF)": time_training_step(_fast("tf"), workload, FLAGS.repeats),
             "RNN(IndRNNCell)": time_training_step(_keras_rnn, workload, FLAGS.slow_repeats),
             "LSTM": time_training_step(_lstm, workload, FLAGS.slow_repeats),
         }
         if key in ("b", "c"):
-            timings["matmul floor"] = time_training_step(_floor, workload, FLAGS.repeats)
+            timings["matmul floor"] = floor_seconds
         fast = timings["IndRNN (native)"]
         print(f"\n{workload['title']}")
         print("| variant | s/step | time / IndRNN (native) |\n|---|---|---|")
         for name, seconds in timings.items():
             print(f"| {name} | {seconds:.4f} | {seconds / fast:.2f}x |")
-        rows.append((workload["title"], timings))
+        floor = None
+        if key in ("b", "c"):
+            floor = (floor_ratio, ratio_range)
+            print(f"native / matmul floor, interleaved: median {floor_ratio:.2f} over "
+                  f"{FLAGS.rounds} rounds (lowest {ratio_range[0]:.2f}, highest "
+                  f"{ratio_range[1]:.2f})")
+        rows.append((workload["title"], timings, floor))
     print("\nSummary (speed-up = baseline time / IndRNN time, same run):")
-    for title, timings in rows:
+    for title, timings, floor in rows:
         fast = timings["IndRNN (native)"]
         keras_rnn = timings["RNN(IndRNNCell)"]
         summary = (f"{title}: native vs RNN(IndRNNCell) {keras_rnn / fast:.1f}x, "
                    f"vs LSTM {timings['LSTM'] / fast:.1f}x; XLA path "
                    f"{keras_rnn / timings['IndRNN (XLA)']:.1f}x, plain-TF path "
                    f"{keras_rnn / timings['IndRNN (plain TF)']:.1f}x vs RNN(IndRNNCell)")
-        if "matmul floor" in timings:
-            summary += f", time / matmul floor {fast / timings['matmul floor']:.2f}"
+        if floor is not None:
+            summary += (f", time / matmul floor {floor[0]:.2f} (median of interleaved rounds, "
+                        f"range {floor[1][0]:.2f}-{floor[1][1]:.2f})")
         print(summary)
     print(monitor.footer())
 

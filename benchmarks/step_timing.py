@@ -1,6 +1,13 @@
-"""The timing loop the IndRNN benchmarks share (run them as `python benchmarks/<script>.py`)."""
+"""The timing loops the IndRNN benchmarks share (run them as `python benchmarks/<script>.py`)."""
 import statistics
 import time
+
+
+def _timed(step):
+    """Wall seconds of one `step()`; `.numpy()` waits for it, so asynchronous work is counted."""
+    start = time.perf_counter()
+    step().numpy()
+    return time.perf_counter() - start
 
 
 def median_step_seconds(step, warmup, repeats):
@@ -11,9 +18,37 @@ def median_step_seconds(step, warmup, repeats):
     """
     for _ in range(warmup):
         step().numpy()
-    durations = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return statistics.median(_timed(step) for _ in range(repeats))
+
+
+def interleaved_ratio(step, baseline, warmup, rounds, steps_per_round=3):
+    """Time of `step()` over `baseline()`'s, from rounds that alternate the two.
+
+    A ratio of two medians taken a minute apart carries the machine's drift
+    over that minute; here each round times `steps_per_round` calls of one,
+    then of the other (the order alternates between rounds, so neither always
+    runs first), and the ratio is taken within the round.
+
+    Returns:
+        (median step seconds, median baseline seconds, median of the rounds'
+        ratios, (lowest, highest) ratio over the rounds).
+    """
+    for _ in range(warmup):
         step().numpy()
-        durations.append(time.perf_counter() - start)
-    return statistics.median(durations)
+        baseline().numpy()
+    step_times, baseline_times, ratios = [], [], []
+    def round_median(function):
+        return statistics.median(_timed(function) for _ in range(steps_per_round))
+
+    for index in range(rounds):
+        if index % 2 == 0:
+            step_seconds = round_median(step)
+            baseline_seconds = round_median(baseline)
+        else:
+            baseline_seconds = round_median(baseline)
+            step_seconds = round_median(step)
+        step_times.append(step_seconds)
+        baseline_times.append(baseline_seconds)
+        ratios.append(step_seconds / baseline_seconds)
+    return (statistics.median(step_times), statistics.median(baseline_times),
+            statistics.median(ratios), (min(ratios), max(ratios)))
