@@ -226,6 +226,13 @@ inline T Dot(const T* __restrict__ a, const T* __restrict__ b, int64 size) {
 template <typename T>
 class ProjectedGrad {
  public:
+  // PrefetchStep's locality hint for e and h (__builtin_prefetch's third
+  // argument). With three streams a step (e, h and dz), asking for them with
+  // a low locality hint (prefetcht2) left the L1's miss buffers to the
+  // demand loads: backward 15-25% faster (op level, B 32, T 784, 128 units,
+  // Zen 3, at both levels); with the input projected in the loop (one
+  // stream fewer) it was 10-20% slower, so OnTheFlyGrad keeps the default.
+  static constexpr int kReadLocality = 1;
   ProjectedGrad(T* dz, int64 units) : dz_(dz), units_(units) {}
   T* Slot(int64 index) { return dz_ + index * units_; }
   // Step `index`'s slot, about to be written (see PrefetchStep).
@@ -245,6 +252,7 @@ class ProjectedGrad {
 template <typename T>
 class OnTheFlyGrad {
  public:
+  static constexpr int kReadLocality = 3;  // see ProjectedGrad
   // x, dx: [batch * time, depth]; kernel: [depth, units]; dkernel: this
   // shard's [depth, units] totals.
   OnTheFlyGrad(const T* x, const T* kernel, T* dx, double* dkernel, int64 depth, int64 units)
@@ -316,8 +324,8 @@ inline void PrefetchStep(const T* e, const T* h, Sink& sink, int64 index, int64 
   constexpr int64 kLine = 64 / sizeof(T);  // floats per cache line
   const int64 row = index * units;
   for (int64 k = 0; k < units; k += kLine) {
-    if (e != nullptr) __builtin_prefetch(e + row + k);
-    __builtin_prefetch(h + row + k);
+    if (e != nullptr) __builtin_prefetch(e + row + k, 0, Sink::kReadLocality);
+    __builtin_prefetch(h + row + k, 0, Sink::kReadLocality);
     sink.Prefetch(index, k);
   }
 }
