@@ -6,6 +6,7 @@ allowed, and the value received.
 import numbers
 
 import keras
+import numpy as np
 
 
 def _invalid(name, expected, value):
@@ -31,6 +32,13 @@ def non_negative_number(name, value, allow_none=False):
     if not value >= 0:  # also catches NaN
         raise ValueError(_invalid(name, expected, value))
     return float(value)
+
+
+def boolean(name, value):
+    """Returns `value` if it is a bool (Python's or NumPy's), else raises TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(_invalid(name, "True or False", value))
+    return bool(value)
 
 
 def rate(name, value):

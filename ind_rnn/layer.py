@@ -138,7 +138,7 @@ class IndRNN(keras.layers.RNN):
             sequences, input_kernel, bias, self.cell.effective_recurrent_weight(),
             tf.cast(initial_state, sequences.dtype), self.cell.activation,
             mask=mask, implementation=self.implementation,
-            return_states=self.return_sequences)
+            return_states=bool(self.return_sequences))
         if self.return_sequences:
             outputs = _masked_outputs(states, mask, self.zero_output_for_mask)
             last_output = outputs[:, -1]

@@ -353,7 +353,9 @@ def indrnn_scan(projected, recurrent_weight, initial_state, activation, mask=Non
 
     Raises:
         ValueError: for an unknown `implementation`.
+        TypeError: `return_states` is not a bool.
     """
+    return_states = _checks.boolean("return_states", return_states)
     implementation = resolve_implementation(implementation, projected, activation)
     if mask is not None:
         mask = tf.cast(mask, tf.bool)
@@ -399,7 +401,9 @@ def project_and_scan(inputs, input_kernel, bias, recurrent_weight, initial_state
     Raises:
         ValueError: for an unknown `implementation`, or shapes of `inputs`,
             `input_kernel` and `bias` that do not fit together.
+        TypeError: `return_states` is not a bool.
     """
+    return_states = _checks.boolean("return_states", return_states)
     _checks.projection_shapes(inputs.shape, input_kernel.shape, bias.shape)
     implementation = resolve_implementation(implementation, inputs, activation)
     if implementation != "native":

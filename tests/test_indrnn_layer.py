@@ -407,3 +407,22 @@ def test_project_and_scan_refuses_mismatched_shapes(kernel_shape, bias_shape, ar
         recurrence.project_and_scan(tf.zeros([2, FEATURES]), tf.zeros((FEATURES, UNITS)),
                                     tf.zeros((UNITS,)), tf.zeros([UNITS]),
                                     tf.zeros([2, UNITS]), keras.activations.relu)
+
+
+@pytest.mark.parametrize("value", ["no", 0, None, 1.0])
+def test_scans_refuse_a_return_states_that_is_not_a_bool(value):
+    # 0 or None would silently mean False; the check names the argument instead.
+    arguments = (tf.zeros([2, 5, UNITS]), tf.zeros([UNITS]), tf.zeros([2, UNITS]),
+                 keras.activations.relu)
+    with pytest.raises(TypeError, match="`return_states`.*True or False"):
+        recurrence.indrnn_scan(*arguments, return_states=value)
+    with pytest.raises(TypeError, match="`return_states`.*True or False"):
+        recurrence.project_and_scan(tf.zeros([2, 5, FEATURES]), tf.zeros((FEATURES, UNITS)),
+                                    tf.zeros((UNITS,)), *arguments[1:], return_states=value)
+
+
+def test_scans_take_numpy_bools_for_return_states():
+    states, last_state = recurrence.indrnn_scan(
+        tf.ones([2, 5, UNITS]), tf.zeros([UNITS]), tf.zeros([2, UNITS]),
+        keras.activations.relu, implementation="tf", return_states=np.bool_(False))
+    assert states is None and last_state.shape == (2, UNITS)
