@@ -119,7 +119,10 @@ struct Sigmoid {
     // the exact sum once): `shifted`'s low bits then hold m, and 2^m is
     // (bits + 127) << 23, the rest shifted out. It replaces Eigen's floor
     // and float-to-int conversion, which sat on the dependency chain: 14%
-    // faster with AVX2, 8% with SSE (C++ microbenchmark, Zen 3), same bits.
+    // faster with AVX2, 8% with SSE (C++ microbenchmark, Zen 3). m can differ
+    // from Eigen's floor(x log2(e) + 0.5) only within rounding of a half
+    // integer (then r is the other side of 0, as accurate); the results were
+    // the same bits on 20,480 test inputs and through the demo stack.
     const Packet magic = pset1<Packet>(12582912.0f);
     const Packet shifted = pmadd(x, pset1<Packet>(1.44269504088896341f), magic);
     const Packet m = psub(shifted, magic);
