@@ -58,13 +58,6 @@ def fraction(name, value):
     return float(value)
 
 
-def boolean(name, value):
-    """Returns `value` if it is a bool, else raises TypeError."""
-    if not isinstance(value, bool):
-        raise TypeError(_invalid(name, "True or False", value))
-    return value
-
-
 def _serialize_initializer(initializer):
     return None if initializer is None else keras.initializers.serialize(initializer)
 
@@ -89,7 +82,7 @@ class _IndRNNStackLayer(keras.layers.Layer):
             DEEP_INPUT_KERNEL_INITIALIZER if input_kernel_initializer is None
             else input_kernel_initializer)
         self.dropout = _checks.rate("dropout", dropout)
-        self.batch_norm = boolean("batch_norm", batch_norm)
+        self.batch_norm = _checks.boolean("batch_norm", batch_norm)
         self.seed = seed
         self.supports_masking = True
         self._layer_count = 0  # dropout layers made, for their seeds

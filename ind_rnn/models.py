@@ -20,7 +20,7 @@ import tensorflow as tf
 from ind_rnn import _checks
 from ind_rnn.batch_norm_model import BatchNormModel
 from ind_rnn.deep import (DEEP_INPUT_KERNEL_INITIALIZER, DenseIndRNNBlock, ResidualIndRNNBlock,
-                          SequenceBatchNormalization, boolean, fraction, non_negative_int,
+                          SequenceBatchNormalization, fraction, non_negative_int,
                           reseeded)
 from ind_rnn.layer import IndRNN
 
@@ -126,7 +126,7 @@ def _apply(layer, values):
 
 
 def _check_common(dropout, batch_norm):
-    boolean("batch_norm", batch_norm)
+    _checks.boolean("batch_norm", batch_norm)
     return _checks.rate("dropout", dropout)
 
 
