@@ -175,8 +175,9 @@ def main(argv):
     rows = []
     for key in [key for key in FLAGS.workloads if key in WORKLOADS]:
         workload = WORKLOADS[key]
+        floor = None  # (native / floor, (lowest, highest)) from interleaved rounds
         if key in ("b", "c"):
-            native_seconds, floor_seconds, floor_ratio, ratio_range = time_against_floor(workload)
+            native_seconds, floor_seconds, *floor = time_against_floor(workload)
         else:
             native_seconds = time_training_step(_fast("native"), workload, FLAGS.repeats)
         timings = {
@@ -186,19 +187,17 @@ def main(argv):
             "RNN(IndRNNCell)": time_training_step(_keras_rnn, workload, FLAGS.slow_repeats),
             "LSTM": time_training_step(_lstm, workload, FLAGS.slow_repeats),
         }
-        if key in ("b", "c"):
+        if floor is not None:
             timings["matmul floor"] = floor_seconds
         fast = timings["IndRNN (native)"]
         print(f"\n{workload['title']}")
         print("| variant | s/step | time / IndRNN (native) |\n|---|---|---|")
         for name, seconds in timings.items():
             print(f"| {name} | {seconds:.4f} | {seconds / fast:.2f}x |")
-        floor = None
-        if key in ("b", "c"):
-            floor = (floor_ratio, ratio_range)
-            print(f"native / matmul floor, interleaved: median {floor_ratio:.2f} over "
-                  f"{FLAGS.rounds} rounds (lowest {ratio_range[0]:.2f}, highest "
-                  f"{ratio_range[1]:.2f})")
+        if floor is not None:
+            print(f"native / matmul floor, interleaved: median {floor[0]:.2f} over "
+                  f"{FLAGS.rounds} rounds (lowest {floor[1][0]:.2f}, highest "
+                  f"{floor[1][1]:.2f})")
         rows.append((workload["title"], timings, floor))
     print("\nSummary (speed-up = baseline time / IndRNN time, same run):")
     for title, timings, floor in rows:

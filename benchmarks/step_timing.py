@@ -36,17 +36,15 @@ def interleaved_ratio(step, baseline, warmup, rounds, steps_per_round=3):
     for _ in range(warmup):
         step().numpy()
         baseline().numpy()
-    step_times, baseline_times, ratios = [], [], []
     def round_median(function):
         return statistics.median(_timed(function) for _ in range(steps_per_round))
 
+    step_times, baseline_times, ratios = [], [], []
     for index in range(rounds):
         if index % 2 == 0:
-            step_seconds = round_median(step)
-            baseline_seconds = round_median(baseline)
+            step_seconds, baseline_seconds = round_median(step), round_median(baseline)
         else:
-            baseline_seconds = round_median(baseline)
-            step_seconds = round_median(step)
+            baseline_seconds, step_seconds = round_median(baseline), round_median(step)
         step_times.append(step_seconds)
         baseline_times.append(baseline_seconds)
         ratios.append(step_seconds / baseline_seconds)
