@@ -66,7 +66,6 @@ constexpr Index kFlushSteps = 16;
 // accumulators than registers spills to the stack in the innermost loop.
 //   AVX-512: 64 bytes, 32 registers; AVX/AVX2: 32 bytes, 16 registers;
 //   SSE (x86-64-v2) and other CPUs: 16 bytes, 16 registers (32 on aarch64).
-// The weight gradients' register tile is kBlock rows by one vector.
 #if defined(__AVX512F__)
 constexpr Index kVectorBytes = 64;
 constexpr int kRegisters = 32;
@@ -80,7 +79,6 @@ constexpr int kRegisters = 32;
 constexpr Index kVectorBytes = 16;
 constexpr int kRegisters = 16;
 #endif
-constexpr Index kBlock = 8;
 // Extra elements after every scratch buffer, so full-vector loads of a
 // row's last chunk stay inside the allocation.
 constexpr Index kSlack = 64;
@@ -393,39 +391,82 @@ void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
   ProductSum(&term, 1, init, out, out_stride, m, accumulate);
 }
 
-// out[p0 + r, c:c + lanes] += sum_i a[i, p0 + r] * b[i, c:c + lanes] for
-// r < Rows: Rows accumulators stay in registers while the rows stream by.
-template <typename T, Index Rows>
-void AddOuterBlock(Strided<T> a, Index p0, Strided<T> b, Index c, T* out,
-                   Index out_stride, Index m) {
+// out[p0 + r, c + q * lanes ...] += sum_i a[i, p0 + r] * b[i, c + q * lanes ...]
+// for r < R, q < C: R * C accumulators stay in registers while the rows
+// stream by, each row's C vectors of b loaded once for R broadcasts of a. Every
+// output element sums its products over i in order (one FMA chain a lane), so
+// the tile's shape changes no bits.
+template <typename T, int R, int C>
+void AddOuterTile(Strided<T> a, Index p0, Strided<T> b, Index c, T* out, Index out_stride,
+                  Index m) {
   typedef T Vector __attribute__((vector_size(kVectorBytes)));
-  Vector acc[Rows] = {};
+  constexpr Index lanes = Lanes<T>();
+  Vector acc[R][C];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int q = 0; q < C; ++q) acc[r][q] = Vector{};
   for (Index i = 0; i < m; ++i) {
-    Vector row;
-    std::memcpy(&row, b.p + i * b.stride + c, sizeof(row));
-    for (Index r = 0; r < Rows; ++r) acc[r] += a.p[i * a.stride + p0 + r] * row;
+    Vector row[C];
+#pragma GCC unroll 16
+    for (int q = 0; q < C; ++q)
+      std::memcpy(&row[q], b.p + i * b.stride + c + q * lanes, sizeof(Vector));
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const T s = a.p[i * a.stride + p0 + r];
+#pragma GCC unroll 16
+      for (int q = 0; q < C; ++q) acc[r][q] += s * row[q];
+    }
   }
-  for (Index r = 0; r < Rows; ++r) {
-    T* o = out + (p0 + r) * out_stride + c;
-    Vector v;
-    std::memcpy(&v, o, sizeof(v));
-    v += acc[r];
-    std::memcpy(o, &v, sizeof(v));
-  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int q = 0; q < C; ++q) {
+      T* o = out + (p0 + r) * out_stride + c + q * lanes;
+      Vector v;
+      std::memcpy(&v, o, sizeof(v));
+      v += acc[r][q];
+      std::memcpy(o, &v, sizeof(v));
+    }
+}
+
+// Rows of a in tiles of R (then 2 and 1) for C vectors of columns from c.
+// R = 5 with 2 vectors holds 10 accumulators (16 registers: 10 FMA chains
+// cover the FMA latency, 7 loads per 10 FMAs); 32 registers take 3 vectors.
+// A one-row a (the bias, a first layer's input) has no broadcast to share:
+// there the tile is one row by up to 8 vectors (8 chains).
+constexpr int kOuterRows = 5;
+constexpr int kOuterVectors = kRegisters >= 32 ? 3 : 2;
+constexpr int kOuterWideVectors = 8;
+
+template <typename T, int C>
+void AddOuterColumns(Strided<T> a, Index k, Strided<T> b, Index c, T* out, Index out_stride,
+                     Index m) {
+  Index p = 0;
+  for (; p + kOuterRows <= k; p += kOuterRows)
+    AddOuterTile<T, kOuterRows, C>(a, p, b, c, out, out_stride, m);
+  for (; p + 2 <= k; p += 2) AddOuterTile<T, 2, C>(a, p, b, c, out, out_stride, m);
+  for (; p < k; ++p) AddOuterTile<T, 1, C>(a, p, b, c, out, out_stride, m);
 }
 
 // out[p, :] += sum_i a[i, p] * b[i, :n] for p < k, i < m: a weight gradient.
 // `out` is [k, Padded(n)]; b's rows must be readable a whole vector past n.
 template <typename T>
 void AddOuter(Strided<T> a, Index k, Strided<T> b, Index n, T* out, Index m) {
-  const Index stride = Padded<T>(n);
-  for (Index c = 0; c < n; c += Lanes<T>()) {
-    Index p = 0;
-    for (; p + kBlock <= k; p += kBlock) AddOuterBlock<T, kBlock>(a, p, b, c, out, stride, m);
-    for (; p + kBlock / 2 <= k; p += kBlock / 2)
-      AddOuterBlock<T, kBlock / 2>(a, p, b, c, out, stride, m);
-    for (; p < k; ++p) AddOuterBlock<T, 1>(a, p, b, c, out, stride, m);
+  constexpr Index lanes = Lanes<T>();
+  const Index stride = Padded<T>(n), chunks = stride / lanes;
+  Index q = 0;
+  if (k == 1) {
+    for (; q + kOuterWideVectors <= chunks; q += kOuterWideVectors)
+      AddOuterTile<T, 1, kOuterWideVectors>(a, 0, b, q * lanes, out, stride, m);
+    for (; q + 4 <= chunks; q += 4) AddOuterTile<T, 1, 4>(a, 0, b, q * lanes, out, stride, m);
+    for (; q + 2 <= chunks; q += 2) AddOuterTile<T, 1, 2>(a, 0, b, q * lanes, out, stride, m);
+    for (; q < chunks; ++q) AddOuterTile<T, 1, 1>(a, 0, b, q * lanes, out, stride, m);
+    return;
   }
+  for (; q + kOuterVectors <= chunks; q += kOuterVectors)
+    AddOuterColumns<T, kOuterVectors>(a, k, b, q * lanes, out, stride, m);
+  for (; q < chunks; ++q) AddOuterColumns<T, 1>(a, k, b, q * lanes, out, stride, m);
 }
 
 // Asks for the cache lines of `count` elements from `start`, to be read
