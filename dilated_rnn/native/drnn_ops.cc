@@ -322,14 +322,19 @@ inline void ProductTile(const Term<T>* terms, int count, Strided<T> init, T* out
 // 2 column vectors, a broadcast). Measured on AVX2 (Zen 3, products of the
 // LSTM's [m, 40] @ [40, 80]): tiles of 6 x 2 vectors reach 35 GMAC/s a core,
 // 4 x 3 only 23 (GCC then reloads the columns from memory for every row) and
-// 4 x 2 19.
+// 4 x 2 19. So 16 registers take columns two vectors at a time, except
+// that 3 vectors (the RNN's 20 units at AVX2, 8 + 8 + 4) and 5 (40 columns,
+// or 20 at SSE) take one 4 x 3 tile (then 2): as 6 x 2 and 8 x 1 tiles, every
+// row of the left-hand side was broadcast twice, the second time for a
+// vector of 4 or 8 lanes (RNN forward -11% at AVX2 and -14% at SSE, GRU -7%
+// at AVX2; op level, demo stack, 2 threads).
 template <int C>
 constexpr int TileRowsFor() {
   if constexpr (kRegisters >= 32) return C <= 3 ? 8 : C == 4 ? 6 : 4;
-  return C == 1 ? 8 : 6;
+  return C == 1 ? 8 : C == 2 ? 6 : 4;
 }
-// The most column vectors a tile holds: 5 with 32 registers, 2 with 16.
-constexpr int kMaxTileVectors = kRegisters >= 32 ? 5 : 2;
+// The most column vectors a tile holds: 5 with 32 registers, 3 with 16.
+constexpr int kMaxTileVectors = kRegisters >= 32 ? 5 : 3;
 
 // Rows in tiles of R, then 4, 2 and 1 (16 rows of R = 6: 6, 6, 4).
 template <typename T, int C>
@@ -349,11 +354,12 @@ void ProductColumns(const Term<T>* terms, int count, Strided<T> init, T* out,
 
 // How many column vectors the next tile takes when `left` remain: as many as
 // the registers allow, without leaving a lone vector for the last tile
-// (32 registers: 6 as 4 + 2, 8 as 4 + 4).
+// (32 registers: 6 as 4 + 2, 8 as 4 + 4; 16 registers: pairs, and 3 where 3
+// or 5 are left).
 inline int TakeVectors(Index left) {
   if (kMaxTileVectors >= 5)
     return left >= 5 && left != 6 && left != 8 ? 5 : left >= 4 ? 4 : static_cast<int>(left);
-  return left >= 2 ? 2 : 1;
+  return left == 3 || left == 5 ? 3 : left >= 2 ? 2 : 1;
 }
 
 // out[i, :n] = (out[i, :n] if accumulate) + init[i, :n] + the sum over the
@@ -371,12 +377,12 @@ void ProductSum(const Term<T>* terms, int count, Strided<T> init, T* out, Index 
     switch (take) {
       case 1: ProductColumns<T, 1>(terms, count, init, out, out_stride, m, c, accumulate); break;
       case 2: ProductColumns<T, 2>(terms, count, init, out, out_stride, m, c, accumulate); break;
-#if defined(__AVX512F__) || defined(__aarch64__)
       case 3: ProductColumns<T, 3>(terms, count, init, out, out_stride, m, c, accumulate); break;
+#if defined(__AVX512F__) || defined(__aarch64__)
       case 4: ProductColumns<T, 4>(terms, count, init, out, out_stride, m, c, accumulate); break;
       default: ProductColumns<T, 5>(terms, count, init, out, out_stride, m, c, accumulate); break;
 #else
-      default: break;  // TakeVectors never takes more than 2 here
+      default: break;  // TakeVectors never takes more than 3 here
 #endif
     }
     q += take;
