@@ -16,11 +16,12 @@ fresh model of each kind (benchmarks/drnn_models_for_speed.py):
   steps. A summary compares it, and the median
   step within epochs, with the train_on_batch step, and gives what an epoch
   takes beyond its steps (Keras' own work per epoch, which weighs on short
-  epochs only: 26-31 ms for every model on 2 Zen 3 cores, 6.5 ms a step in an
+  epochs only: 22-31 ms for every model on 2 Zen 3 cores, 6.5 ms a step in an
   epoch of 4 batches, 1.8 ms in one of 16, under 0.1 ms in an epoch over
   MNIST's 469 batches of 128; hence the default of 16, where 4 made our fit
-  figures 10-15% worse than the same steps under train_on_batch). Both paths and all models are interleaved so that the
-  machine's load weighs on all alike: each of the `--epochs - 1` rounds runs
+  figures 10-15% worse than the same steps under train_on_batch). Both paths
+  and all models are interleaved so that the machine's load weighs on all
+  alike: each of the `--epochs - 1` rounds runs
   one epoch of every model, then a share of the `train_on_batch` steps
   (naive, ours, naive, ours, ...);
 * "TF1 graph": the TF1 demo graph through `dilated_rnn.legacy` in graph mode

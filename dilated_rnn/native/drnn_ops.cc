@@ -472,6 +472,8 @@ void AddOuter(Strided<T> a, Index k, Strided<T> b, Index n, T* out, Index m) {
   }
   for (; q + kOuterVectors <= chunks; q += kOuterVectors)
     AddOuterColumns<T, kOuterVectors>(a, k, b, q * lanes, out, stride, m);
+  if constexpr (kOuterVectors > 2)
+    for (; q + 2 <= chunks; q += 2) AddOuterColumns<T, 2>(a, k, b, q * lanes, out, stride, m);
   for (; q < chunks; ++q) AddOuterColumns<T, 1>(a, k, b, q * lanes, out, stride, m);
 }
 
