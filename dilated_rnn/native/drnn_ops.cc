@@ -269,6 +269,24 @@ struct Term {
   const Packed<T>* b;
 };
 
+// The register tile's step, shared by the products and the weight
+// gradients: acc[r][q] += s[r * s_stride] * v[q * lanes ...] for r < R, q < C,
+// the C vectors of v loaded once for the R broadcasts.
+template <typename T, int R, int C, typename Vector>
+__attribute__((always_inline)) inline void TileUpdate(Vector (&acc)[R][C], const T* s,
+                                                      Index s_stride, const T* v) {
+  constexpr Index lanes = Lanes<T>();
+  Vector column[C];
+#pragma GCC unroll 16
+  for (int q = 0; q < C; ++q) std::memcpy(&column[q], v + q * lanes, sizeof(Vector));
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    const T x = s[r * s_stride];
+#pragma GCC unroll 16
+    for (int q = 0; q < C; ++q) acc[r][q] += x * column[q];
+  }
+}
+
 // The products' register tile: rows [i, i + R) by the C vectors of columns
 // from c, R * C accumulators held in registers across the whole sum (the
 // unroll pragmas keep GCC from spilling the arrays to memory); each step
@@ -290,18 +308,8 @@ inline void ProductTile(const Term<T>* terms, int count, Strided<T> init, T* out
     const Strided<T> a = terms[term].a;
     const T* bp = b.data.data() + c;
     const T* ap = a.p + i * a.stride;
-    for (Index p = 0; p < b.rows; ++p) {
-      Vector column[C];
-#pragma GCC unroll 16
-      for (int q = 0; q < C; ++q)
-        std::memcpy(&column[q], bp + p * b.stride + q * lanes, sizeof(Vector));
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const T s = ap[r * a.stride + p];
-#pragma GCC unroll 16
-        for (int q = 0; q < C; ++q) acc[r][q] += s * column[q];
-      }
-    }
+    for (Index p = 0; p < b.rows; ++p)
+      TileUpdate<T, R, C>(acc, ap + p, a.stride, bp + p * b.stride);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -412,18 +420,8 @@ void AddOuterTile(Strided<T> a, Index p0, Strided<T> b, Index c, T* out, Index o
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int q = 0; q < C; ++q) acc[r][q] = Vector{};
-  for (Index i = 0; i < m; ++i) {
-    Vector row[C];
-#pragma GCC unroll 16
-    for (int q = 0; q < C; ++q)
-      std::memcpy(&row[q], b.p + i * b.stride + c + q * lanes, sizeof(Vector));
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const T s = a.p[i * a.stride + p0 + r];
-#pragma GCC unroll 16
-      for (int q = 0; q < C; ++q) acc[r][q] += s * row[q];
-    }
-  }
+  for (Index i = 0; i < m; ++i)
+    TileUpdate<T, R, C>(acc, a.p + i * a.stride + p0, 1, b.p + i * b.stride + c);
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
