@@ -29,19 +29,38 @@ def test_the_level_is_in_the_cache_name_and_key(tmp_path):
         ["-O3", "-fno-trapping-math", "-march=x86-64-v2", "-mno-avx512fp16"],)
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 levels")
-def test_a_level_above_the_cpu_is_refused_naming_the_variable(monkeypatch):
-    have = build.cpu_level()
-    above = [level for level in LEVELS if have not in LEVELS
-             or LEVELS.index(level) > LEVELS.index(have)]
-    if not above:
-        pytest.skip(f"this CPU runs every level ({have})")
-    monkeypatch.setenv(build.ISA_VARIABLE, above[0])
-    with pytest.raises(ValueError, match=rf"`{build.ISA_VARIABLE}`.*{above[0]}.*{have}"):
-        build.requested_isa()
-    for level in LEVELS[:LEVELS.index(have) + 1] if have in LEVELS else []:
+def _flags_up_to(level):
+    """/proc/cpuinfo's flags of a CPU whose highest x86-64 level is `level`."""
+    flags = set()
+    for name, needed in build._X86_LEVELS:  # pylint: disable=protected-access
+        if LEVELS.index(name) > LEVELS.index(level):
+            break
+        flags.update(needed)
+    return flags
+
+
+@pytest.mark.parametrize("have", LEVELS)
+def test_a_level_above_the_cpu_is_refused_naming_the_variable(monkeypatch, have):
+    # A CPU of each level, whatever this machine is: the levels up to it are
+    # built, the ones above it refused with a message naming the variable.
+    monkeypatch.setattr(build.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(build, "_cpu_flags", lambda: _flags_up_to(have))
+    assert build.cpu_level() == have
+    for level in LEVELS:
         monkeypatch.setenv(build.ISA_VARIABLE, level)
-        assert build.requested_isa() == level
+        if LEVELS.index(level) <= LEVELS.index(have):
+            assert build.requested_isa() == level
+        else:
+            with pytest.raises(ValueError, match=rf"`{build.ISA_VARIABLE}`.*{level}.*{have}"):
+                build.requested_isa()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 levels")
+def test_this_cpus_own_level_is_accepted(monkeypatch):
+    have = build.cpu_level()
+    if have in LEVELS:
+        monkeypatch.setenv(build.ISA_VARIABLE, have)
+        assert build.requested_isa() == have
 
 
 def test_describe_names_cpu_levels_and_build(monkeypatch):
