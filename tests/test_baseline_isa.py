@@ -10,9 +10,15 @@ tests' 3, 4, 6), float32 and float64, RNN / LSTM / GRU, masks, IndRNN inputs
 projected inside the kernel (<= 4 features) and before it, the skipping of
 zero-gradient steps, and the non-finite tests of `test_nonfinite.py`.
 
-The first run pays two g++ builds (about a minute each on 2 cores); the
-folder (`~/.cache/rnn_kernels_x86-64-v2`, or `$RNN_KERNELS_BASELINE_CACHE`)
-keeps them for the next runs, keyed by source, TensorFlow and CPU as usual.
+Where the CPU has AVX-512, the same selection also runs on an x86-64-v4
+build: g++ tunes `-march=native` for 256-bit vectors on most AVX-512 CPUs, so
+only that build runs the IndRNN kernel's auto-vectorised 512-bit loops (the
+DilatedRNN kernel's explicit vectors are 512-bit in both).
+
+The first run pays two g++ builds per level (about a minute each on 2
+cores); the folders (`~/.cache/rnn_kernels_<level>`; for the baseline
+`$RNN_KERNELS_BASELINE_CACHE` if set) keep them for the next runs, keyed by
+source, TensorFlow and CPU as usual.
 
 `test_native_kernels_match_reference_on_awkward_widths` also runs in this
 process, at the native level.
@@ -193,43 +199,59 @@ sys.exit(pytest.main(["-q", "-p", "no:cacheprovider"] + sys.argv[1:]))
 """
 
 
-def _baseline_cache():
-    return os.environ.get("RNN_KERNELS_BASELINE_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", f"rnn_kernels_{BASELINE}")
+# The levels built here besides native: the baseline everywhere, and AVX-512
+# where the CPU has it (g++ tunes -march=native for 256-bit vectors on most
+# AVX-512 CPUs, so the auto-vectorised IndRNN loops use 512-bit registers only
+# in an x86-64-v4 build). What registers each build may and must use:
+LEVELS = {BASELINE: dict(must="xmm", must_not=r"%[yz]mm\d+"),
+          "x86-64-v4": dict(must="zmm", must_not=None)}
 
 
-def _skip_unless_baseline_buildable():
+def _level_cache(isa):
+    if isa == BASELINE and os.environ.get("RNN_KERNELS_BASELINE_CACHE"):
+        return os.environ["RNN_KERNELS_BASELINE_CACHE"]
+    return os.path.join(os.path.expanduser("~"), ".cache", f"rnn_kernels_{isa}")
+
+
+def _skip_unless_buildable(isa):
     if platform.machine() not in ("x86_64", "AMD64"):
-        pytest.skip(f"{BASELINE} is an x86-64 level; this machine is {platform.machine()}")
-    if build.cpu_level() == "x86-64":
-        pytest.skip(f"this CPU does not run {BASELINE}")
+        pytest.skip(f"{isa} is an x86-64 level; this machine is {platform.machine()}")
+    levels = [name for name, _ in build._X86_LEVELS]  # pylint: disable=protected-access
+    have = build.cpu_level()
+    if have not in levels or levels.index(isa) > levels.index(have):
+        pytest.skip(f"this CPU ({have}) does not run {isa}")
     if shutil.which(os.environ.get("CXX") or "g++") is None and shutil.which("c++") is None:
         pytest.skip("no C++ compiler: the native kernels cannot be built")
 
 
-def test_kernel_tests_pass_on_a_baseline_build():
-    _skip_unless_baseline_buildable()
-    cache = _baseline_cache()
-    env = {**os.environ, build.ISA_VARIABLE: BASELINE, "IND_RNN_CACHE": cache,
+@pytest.mark.parametrize("isa", list(LEVELS))
+def test_kernel_tests_pass_on_a_build_at_each_level(isa):
+    _skip_unless_buildable(isa)
+    cache = _level_cache(isa)
+    env = {**os.environ, build.ISA_VARIABLE: isa, "IND_RNN_CACHE": cache,
            "DILATED_RNN_CACHE": cache, "IND_RNN_NATIVE": "1", "DILATED_RNN_NATIVE": "1",
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_USE_LEGACY_KERAS", None)  # the selected tests are Keras 3 tests
     result = subprocess.run(
-        [sys.executable, "-c", _RUNNER.format(isa=BASELINE)] + SELECTION + _nonfinite_selection(),
+        [sys.executable, "-c", _RUNNER.format(isa=isa)] + SELECTION + _nonfinite_selection(),
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500, check=False)
     summary = (result.stdout[-6000:] + "\n" + result.stderr[-3000:]).strip()
-    assert result.returncode == 0, f"the {BASELINE} build's tests failed:\n{summary}"
+    assert result.returncode == 0, f"the {isa} build's tests failed:\n{summary}"
     assert re.search(r"\d+ passed", result.stdout), summary
 
-    # Both libraries were built at the baseline: no AVX registers anywhere.
+    # Both libraries were built at that level: the baseline uses no AVX
+    # register anywhere, the AVX-512 build uses 512-bit ones.
     objdump = shutil.which("objdump")
     for package, source in SOURCES.items():
-        library = build.library_path(source, cache, BASELINE)
-        assert os.path.exists(library), f"{package}: no {BASELINE} library at {library}"
+        library = build.library_path(source, cache, isa)
+        assert os.path.exists(library), f"{package}: no {isa} library at {library}"
         if objdump is None:
             continue
         disassembly = subprocess.run([objdump, "-d", "--no-show-raw-insn", library],
                                      capture_output=True, text=True, check=True).stdout
-        assert "xmm" in disassembly, f"{package}: no SSE code at all? ({library})"
-        wide = re.findall(r"%[yz]mm\d+", disassembly)
-        assert not wide, f"{package}: {len(wide)} AVX register uses in the {BASELINE} build"
+        registers = LEVELS[isa]
+        assert registers["must"] in disassembly, \
+            f"{package}: no {registers['must']} code in the {isa} build ({library})"
+        if registers["must_not"]:
+            wide = re.findall(registers["must_not"], disassembly)
+            assert not wide, f"{package}: {len(wide)} AVX register uses in the {isa} build"
