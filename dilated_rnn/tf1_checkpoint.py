@@ -21,7 +21,7 @@ Example:
 from dilated_rnn.cells import BasicLSTMCell, BasicRNNCell, GRUCell
 from dilated_rnn.drnn import unique_layer_names
 from dilated_rnn.layers import DilatedRNN
-from ind_rnn import tf1_checkpoint
+from ind_rnn import tf1_formats
 from ind_rnn.tf1_checkpoint import load_tf1_checkpoint  # noqa: F401  (re-exported)
 
 __all__ = ["load_tf1_checkpoint"]
@@ -29,7 +29,7 @@ __all__ = ["load_tf1_checkpoint"]
 
 def _lstm_format():
     """BasicLSTMCell: a copy, plus any difference between the two forget biases."""
-    copy = tf1_checkpoint.copy_format(("basic_lstm_cell", "lstm_cell"),
+    copy = tf1_formats.copy_format(("basic_lstm_cell", "lstm_cell"),
                                       {"kernel": "kernel", "bias": "bias"})
 
     def convert(values, cell, forget_bias):
@@ -40,11 +40,11 @@ def _lstm_format():
         bias[2 * units:3 * units] += forget_bias - cell.forget_bias
         return copy.convert({**values, "bias": bias}, cell, forget_bias)
 
-    return tf1_checkpoint.CellFormat(copy.tf1_cell_scopes, copy.tf1_shapes, convert)
+    return tf1_formats.CellFormat(copy.tf1_cell_scopes, copy.tf1_shapes, convert)
 
 
 def _dilated_units(layer):
-    return [tf1_checkpoint.RecurrentUnit(cell, dilation)
+    return [tf1_formats.RecurrentUnit(cell, dilation)
             for cell, dilation in zip(layer.cells, layer.dilations)]
 
 
@@ -62,14 +62,14 @@ def _drnn_scopes(units, names):
 
 _DRNN_SCOPE = r"^(multi_dRNN_dilation_\d+(?:_\d+)?)/"
 
-tf1_checkpoint.register_cell_format(BasicRNNCell, tf1_checkpoint.copy_format(
+tf1_formats.register_cell_format(BasicRNNCell, tf1_formats.copy_format(
     ("basic_rnn_cell",), {"kernel": "kernel", "bias": "bias"}))
-tf1_checkpoint.register_cell_format(BasicLSTMCell, _lstm_format())
-tf1_checkpoint.register_cell_format(GRUCell, tf1_checkpoint.copy_format(
+tf1_formats.register_cell_format(BasicLSTMCell, _lstm_format())
+tf1_formats.register_cell_format(GRUCell, tf1_formats.copy_format(
     ("gru_cell",), {"gates/kernel": "gates_kernel", "gates/bias": "gates_bias",
                     "candidate/kernel": "candidate_kernel",
                     "candidate/bias": "candidate_bias"}))
-tf1_checkpoint.register_recurrent_layer(DilatedRNN, _dilated_units)
-tf1_checkpoint.register_layout(tf1_checkpoint.Layout(
+tf1_formats.register_recurrent_layer(DilatedRNN, _dilated_units)
+tf1_formats.register_layout(tf1_formats.Layout(
     "drnn", lambda names: any(name.startswith("multi_dRNN_dilation_") for name in names),
     _drnn_scopes, _DRNN_SCOPE, (("Variable", "Variable_1"),)))
