@@ -30,8 +30,9 @@ from ind_rnn.layer import IndRNN
 from ind_rnn.recurrence import (effective_recurrent_weight, indrnn_scan, indrnn_step,
                                 project_and_scan, xla_available)
 from ind_rnn.deep import DenseIndRNNBlock, ResidualIndRNNBlock, SequenceBatchNormalization
+from ind_rnn.initialization import recommended_recurrent_initializers
 from ind_rnn.models import (build_dense_indrnn, build_plain_indrnn, build_residual_indrnn,
-                            build_sequence_classifier, recommended_recurrent_initializers)
+                            build_sequence_classifier)
 
 __all__ = ["IndRNNCell", "IndRNN", "indrnn_scan", "project_and_scan", "indrnn_step",
            "effective_recurrent_weight", "xla_available"]

@@ -3,8 +3,8 @@
 * `build_plain_indrnn`, `build_residual_indrnn`, `build_dense_indrnn`: sequence
   to sequence backbones `[batch, T, input_dim] -> [batch, T, width]`.
 * `build_sequence_classifier`: one of them, then logits from the last step.
-* `recommended_recurrent_initializers`: the initialisation that keeps deep
-  stacks trainable over long sequences.
+* The stacks' recurrent weights start as `recommended_recurrent_initializers`
+  says (`ind_rnn.initialization`); the classifier's logits read `LastStep`.
 
 All are functional models of registered layers, so they save to and load
 from `.keras` files. They are `BatchNormModel`s: `fit` sets the batch norms'
@@ -15,13 +15,14 @@ reflect what was learned (see `ind_rnn.batch_norm_model`).
 import numbers
 
 import keras
-import tensorflow as tf
 
 from ind_rnn import _checks
 from ind_rnn.batch_norm_model import BatchNormModel
 from ind_rnn.deep import (DEEP_INPUT_KERNEL_INITIALIZER, DenseIndRNNBlock, ResidualIndRNNBlock,
                           SequenceBatchNormalization, fraction, non_negative_int,
                           reseeded)
+from ind_rnn.initialization import optional_time_steps, recommended_recurrent_initializers
+from ind_rnn.last_step import LastStep
 from ind_rnn.layer import IndRNN
 
 MODELS = ("plain", "residual", "dense")
@@ -36,66 +37,6 @@ def _invalid(name, expected, value):
     return _checks._invalid(name, expected, value)  # pylint: disable=protected-access
 
 
-def _time_steps(value):
-    if value is None:
-        return None
-    return _checks.positive_int("time_steps", value)
-
-
-def _recurrent_max_abs(time_steps, value):
-    """The bound on |u|: `value`, or 2 ** (1 / time_steps) by default."""
-    if value is None:
-        if time_steps is None:
-            raise ValueError(_invalid(
-                "recurrent_max_abs", "a number > 0 when `time_steps` is None "
-                "(e.g. 2 ** (1 / T) for sequences of about T steps)", value))
-        return 2.0 ** (1.0 / time_steps)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(_invalid("recurrent_max_abs", "a number > 0 or None", value))
-    if not value > 0:
-        raise ValueError(_invalid("recurrent_max_abs", "a number > 0 or None", value))
-    return float(value)
-
-
-def recommended_recurrent_initializers(time_steps=None, recurrent_max_abs=None):
-    """Initialisers of the recurrent weights `u` that keep deep IndRNNs trainable.
-
-    As in the original sequential MNIST script: hidden layers draw `u` from
-    uniform(0, max), so every unit starts with a memory between none and the
-    longest the bound allows; the last layer draws it from
-    uniform(0.5 ** (1 / T), max), near 1, so that the layer feeding the
-    classifier keeps information from the whole sequence. `max` is
-    `recurrent_max_abs`, by default `2 ** (1 / T)`: a unit cannot grow more
-    than 2x over T steps, so neither activations nor gradients explode.
-    With `time_steps` None, the last layer's lower end is `1 / max`.
-
-    Args:
-        time_steps: positive int T, the sequence length, or None.
-        recurrent_max_abs: float > 0, bound on `|u|`; None: `2 ** (1 / T)`.
-
-    Returns:
-        `(hidden, last, recurrent_max_abs)`: two `keras.initializers.RandomUniform`
-        and the bound used.
-
-    Raises:
-        TypeError / ValueError: for a bad `time_steps` or `recurrent_max_abs`,
-            or both None.
-
-    Example:
-
-    >>> from ind_rnn import recommended_recurrent_initializers
-    >>> hidden, last, bound = recommended_recurrent_initializers(784)
-    >>> round(last.minval, 5), round(bound, 5)
-    (0.99912, 1.00088)
-    """
-    time_steps = _time_steps(time_steps)
-    bound = _recurrent_max_abs(time_steps, recurrent_max_abs)
-    near_one = 0.5 ** (1.0 / time_steps) if time_steps else 1.0 / bound
-    hidden = keras.initializers.RandomUniform(0.0, bound)
-    last = keras.initializers.RandomUniform(min(near_one, bound), bound)
-    return hidden, last, bound
-
-
 def _input_kernel_initializer(value, default):
     return keras.initializers.get(default if value is None else value)
 
@@ -106,8 +47,8 @@ BLOCK_SEED_STRIDE = 1000
 
 
 def _sequence_input(time_steps, input_dim):
-    return keras.Input((_time_steps(time_steps), _checks.positive_int("input_dim", input_dim)),
-                       name="sequences")
+    return keras.Input((optional_time_steps(time_steps),
+                        _checks.positive_int("input_dim", input_dim)), name="sequences")
 
 
 def _norm(batch_norm, name):
@@ -392,59 +333,6 @@ def build_dense_indrnn(time_steps, input_dim, layers_per_block=(8, 6, 4), units=
                            compression, inputs.shape[1], recurrent_max_abs, dropout,
                            batch_norm, input_kernel_initializer, seed)
     return BatchNormModel(inputs, outputs, name=name)
-
-
-@keras.saving.register_keras_serializable(package="ind_rnn")
-class LastStep(keras.layers.Layer):
-    """The features of each sequence's last valid step: `[batch, time, f] -> [batch, f]`.
-
-    Without a mask, the last step; with one, the last step where the mask
-    is True (the last step for a sequence with none).
-
-    Call arguments:
-        inputs: `[batch, time, features]`.
-        mask: optional boolean `[batch, time]`.
-
-    Returns:
-        `[batch, features]`.
-
-    Raises:
-        ValueError: for inputs that are not rank 3.
-
-    Example:
-
-    >>> import numpy as np
-    >>> from ind_rnn.models import LastStep
-    >>> x = np.arange(6, dtype="float32").reshape(1, 3, 2)
-    >>> LastStep()(x, mask=np.array([[True, True, False]])).numpy()
-    array([[2., 3.]], dtype=float32)
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
-    def build(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(_invalid("inputs", "a shape of rank 3", tuple(input_shape)))
-        self.built = True
-
-    def call(self, inputs, mask=None):
-        if mask is None:
-            return inputs[:, -1]
-        mask = tf.cast(mask, tf.bool)
-        num_steps = tf.shape(inputs)[1]
-        # Distance of the last True from the end: argmax finds the first True
-        # of the reversed mask (0, the last step, when there is none).
-        from_end = tf.argmax(tf.cast(tf.reverse(mask, [1]), tf.int32), axis=1,
-                             output_type=tf.int32)
-        return tf.gather(inputs, num_steps - 1 - from_end, axis=1, batch_dims=1)
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[-1])
 
 
 # Options each model takes on top of the common arguments.

@@ -15,6 +15,8 @@ from ind_rnn import (DenseIndRNNBlock, IndRNN, ResidualIndRNNBlock, SequenceBatc
                      build_dense_indrnn, build_plain_indrnn, build_residual_indrnn,
                      build_sequence_classifier, recommended_recurrent_initializers)
 import ind_rnn.deep
+import ind_rnn.initialization
+import ind_rnn.last_step
 import ind_rnn.models
 from ind_rnn.models import LastStep, split_layers
 from tests import indrnn_numpy_reference as reference
@@ -546,7 +548,8 @@ def test_bad_arguments_name_the_argument(build, error, words):
         build()
 
 
-@pytest.mark.parametrize("module", [ind_rnn.deep, ind_rnn.models], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [ind_rnn.deep, ind_rnn.models, ind_rnn.initialization,
+                                    ind_rnn.last_step], ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
