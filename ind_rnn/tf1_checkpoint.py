@@ -3,7 +3,8 @@
 `load_tf1_checkpoint(target, checkpoint_path)` reads a checkpoint written by
 `tf.compat.v1.train.Saver` (`tf.train.load_checkpoint`) and assigns its
 variables to a built Keras model or layer. It is shared by `ind_rnn` and
-`dilated_rnn` (which registers its own layers and cells here on import).
+`dilated_rnn` (which registers its own layers and cells on import, in
+`ind_rnn.tf1_formats`; the checked plan of assignments is `ind_rnn.tf1_plan`).
 
 How TF1 names map onto the target:
 

@@ -8,9 +8,6 @@ only when nothing is wrong, so a failed import leaves the target untouched.
 from ind_rnn.tf1_formats import cell_format_of, require_cell, variable_shape
 
 
-# --------------------------------------------------------------------------
-# Planning: every assignment worked out and checked before any is made
-# --------------------------------------------------------------------------
 class Plan:
     """Assignments to make and problems found, collected over the whole target."""
 
