@@ -21,7 +21,7 @@ whole-sequence kernel of `dilated_rnn.kernels` that `DilatedRNN` uses.
 import keras
 import tensorflow as tf
 
-from dilated_rnn import kernels
+from dilated_rnn import kernels, native
 from dilated_rnn._validation import check_int_list
 from dilated_rnn._validation import check_positive_int
 
@@ -129,7 +129,7 @@ class _TF1Cell(keras.layers.Layer):
         """
         if engine == "native":
             input_kernel, bias = (self._cast(w) for w in self._input_weights())
-            return kernels.native_sequence(
+            return native.sequence(
                 self._fused_kind, tf.cast(inputs, self.compute_dtype),
                 input_kernel, bias, self._recurrent(), mask,
                 rate=rate, **self._fused_options())

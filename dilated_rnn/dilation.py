@@ -20,7 +20,7 @@ import logging
 
 import tensorflow as tf
 
-from dilated_rnn import kernels
+from dilated_rnn import kernels, native
 from dilated_rnn._validation import invalid
 from dilated_rnn.cells import cell_output_size
 
@@ -155,14 +155,14 @@ def resolve_engine(implementation, num_steps, fused, dtype=tf.float32):
                 implementation in ("auto", "cell") and short):
             return "unrolled"
         return "while"
-    native = kernels.native_available(dtype) and not in_xla_context()
-    if implementation == "native" and not native:
+    native_runs = native.available(dtype) and not in_xla_context()
+    if implementation == "native" and not native_runs:
         _LOG.warning("implementation='native' is unavailable for dtype %s "
                      "here (or inside XLA); using 'auto'.", dtype.name)
         implementation = "auto"
     if implementation != "auto":
         return implementation
-    if native:
+    if native_runs:
         return "native"
     if short:
         return "unrolled"

@@ -2,8 +2,8 @@
 
 Two implementations of the same maths, both with a hand-written backward pass:
 
-* `native_sequence`: fused C++ CPU kernels (`dilated_rnn.native`, compiled on
-  first use). One op runs a whole dilated layer: it reads the dilated phases
+* `dilated_rnn.native.sequence`: fused C++ CPU kernels (compiled on first
+  use). One op runs a whole dilated layer: it reads the dilated phases
   in place, does the input projection, the recurrence and, backwards, all
   gradients inside the kernel, so nothing of the size of the projected
   sequence goes through memory. The default on CPU.
@@ -31,8 +31,6 @@ a `_*_forward` loop and a `_*_backward` loop.
 import functools
 
 import tensorflow as tf
-
-from dilated_rnn import native
 
 # Loop engines. "unrolled" needs a static number of steps; "native" the
 # compiled C++ kernels of dilated_rnn.native.
@@ -353,62 +351,6 @@ def weight_grads(kind, prev, d_pre, reset_prev=None):
 
 
 # --------------------------------------------------------------------------
-# The fused C++ kernels (dilated_rnn/native/drnn_ops.cc): the same maths with
-# the input projection and all weight gradients inside the kernel.
-# --------------------------------------------------------------------------
-def native_available(dtype):
-    """Whether the fused C++ kernels can run a recurrence of this dtype."""
-    return (dtype in (tf.float32, tf.float64)
-            and not tf.config.list_logical_devices("GPU")
-            and native.load() is not None)
-
-
-def native_sequence(kind, inputs, input_kernel, bias, kernels, mask=None,
-                    forget_bias=1.0, rate=1):
-    """Runs a dilated recurrence with the fused C++ kernels.
-
-    Like `fused_sequence`, but on the raw, undilated inputs
-    `[time, batch, depth]`: the kernels read dilated step `i` (times
-    `i*rate ... i*rate + rate - 1`, phase-major) in place, so no padding or
-    interleaving copy is made; they do the input projection
-    `inputs @ input_kernel + bias` themselves (for "gru", `input_kernel` and
-    `bias` hold the gate and the candidate parts side by side) and return all
-    gradients. Of the tensors of the projected sequence's size, only the
-    LSTM's and GRU's gate activations are stored, for the backward pass.
-    The backward pass skips the rows and steps that no nonzero gradient
-    reaches (exactly zero gradients there): with a loss on the last output
-    only, a layer of dilation r gets gradients on 1 / r of its rows. Rows
-    with a non-finite input or state, or any non-finite weight, skip nothing,
-    so NaN and inf reach the gradients as in the reference.
-
-    Returns:
-        The hidden states `[time, batch, units]`: state `t` follows from
-        state `t - rate`.
-    """
-    ops = native.load()
-    candidate = (kernels[1] if kind == "gru"
-                 else tf.zeros([0, 0], inputs.dtype))
-    attrs = dict(cell=kind, forget_bias=forget_bias,
-                 has_mask=mask is not None, rate=rate)
-    mask = tf.zeros([0], tf.bool) if mask is None else mask
-
-    @tf.custom_gradient
-    def sequence(inputs, input_kernel, bias, kernel, candidate):
-        hidden, cells, gates, finite = ops.dilated_rnn_forward(
-            inputs, input_kernel, bias, kernel, candidate, mask, **attrs)
-
-        def grad(d_hidden):
-            # `finite` says which rows may skip their zero gradients exactly.
-            return tuple(ops.dilated_rnn_backward(
-                inputs, input_kernel, bias, kernel, candidate, mask, hidden,
-                cells, gates, finite, d_hidden, **attrs))
-
-        return hidden, grad
-
-    return sequence(inputs, input_kernel, bias, kernels[0], candidate)
-
-
-# --------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------
 _RECURRENCES = {
@@ -449,7 +391,7 @@ def fused_sequence(kind, projected, kernels, mask=None, engine="while",
         mask: `None` or boolean `[steps, batch]`; masked steps keep the
             previous state.
         engine: "xla", "while" or "unrolled" ("native" is
-            `native_sequence`).
+            `dilated_rnn.native.sequence`).
         **options: `forget_bias` for "lstm".
 
     Returns:

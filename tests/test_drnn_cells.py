@@ -94,7 +94,7 @@ def test_default_initialisation_is_tf1s(cls):
 @pytest.mark.parametrize("cls", CELLS)
 def test_fused_kernels_match_stepping_call(cls, masked, engine, rng):
     """Every engine against `call` stepped by a loop TF differentiates."""
-    if engine == "native" and not kernels.native_available(tf.float64):
+    if engine == "native" and not native.available(tf.float64):
         pytest.skip("the C++ kernels cannot be built here")
     cell = _built(cls, 5, 3, rng)
     inputs = tf.constant(rng.normal(size=(6, 70, 3)))  # 70 rows: 2 tiles
@@ -213,6 +213,6 @@ def test_native_kernels_can_be_switched_off(monkeypatch):
     native.load.cache_clear()
     try:
         assert native.load() is None
-        assert not kernels.native_available(tf.float32)
+        assert not native.available(tf.float32)
     finally:
         native.load.cache_clear()

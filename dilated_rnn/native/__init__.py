@@ -1,6 +1,7 @@
 """The fused C++ kernels of the dilated recurrences (`drnn_ops.cc`).
 
-`load()` returns the op library (`dilated_rnn_forward`,
+`sequence(...)` runs one dilated layer through them, differentiably;
+`available(dtype)` says whether they can. `load()` returns the op library (`dilated_rnn_forward`,
 `dilated_rnn_backward`), or None when it cannot be had (see
 `ind_rnn.native.build.load_op_library`, which builds it with g++ on first
 use and caches it); callers then run the XLA or plain TensorFlow loops of
@@ -10,6 +11,8 @@ cache folder (default `~/.cache/dilated_rnn`).
 """
 import functools
 import os
+
+import tensorflow as tf
 
 from ind_rnn.native import build
 
@@ -27,3 +30,65 @@ def library_path():
 def load():
     """The op library, or None."""
     return build.load_op_library(SOURCE, _PACKAGE, _SWITCH, _CACHE)
+
+
+def available(dtype):
+    """Whether the fused C++ kernels can run a recurrence of this dtype."""
+    return (dtype in (tf.float32, tf.float64)
+            and not tf.config.list_logical_devices("GPU")
+            and load() is not None)
+
+
+def sequence(kind, inputs, input_kernel, bias, kernels, mask=None, forget_bias=1.0, rate=1):
+    """Runs a dilated recurrence with the fused C++ kernels.
+
+    Like `dilated_rnn.kernels.fused_sequence`, but on the raw, undilated inputs
+    `[time, batch, depth]`: the kernels read dilated step `i` (times
+    `i*rate ... i*rate + rate - 1`, phase-major) in place, so no padding or
+    interleaving copy is made; they do the input projection
+    `inputs @ input_kernel + bias` themselves (for "gru", `input_kernel` and
+    `bias` hold the gate and the candidate parts side by side) and return all
+    gradients. Of the tensors of the projected sequence's size, only the
+    LSTM's and GRU's gate activations are stored, for the backward pass.
+    The backward pass skips the rows and steps that no nonzero gradient
+    reaches (exactly zero gradients there): with a loss on the last output
+    only, a layer of dilation r gets gradients on 1 / r of its rows. Rows
+    with a non-finite input or state, or any non-finite weight, skip nothing,
+    so NaN and inf reach the gradients as in the reference.
+
+    Args:
+        kind: "rnn", "lstm" or "gru".
+        inputs: `[time, batch, depth]`, float32 or float64 (see `available`).
+        input_kernel: `[depth, gates * units]`.
+        bias: `[gates * units]`.
+        kernels: the recurrent kernels, `(W_h,)` or, for "gru",
+            `(W_gate_h, W_candidate_h)`.
+        mask: `None` or boolean `[time, batch]`; masked steps keep the state.
+        forget_bias: added to the LSTM's forget gate.
+        rate: the dilation.
+
+    Returns:
+        The hidden states `[time, batch, units]`: state `t` follows from
+        state `t - rate`.
+    """
+    ops = load()
+    candidate = (kernels[1] if kind == "gru"
+                 else tf.zeros([0, 0], inputs.dtype))
+    attrs = dict(cell=kind, forget_bias=forget_bias,
+                 has_mask=mask is not None, rate=rate)
+    mask = tf.zeros([0], tf.bool) if mask is None else mask
+
+    @tf.custom_gradient
+    def run(inputs, input_kernel, bias, kernel, candidate):
+        hidden, cells, gates, finite = ops.dilated_rnn_forward(
+            inputs, input_kernel, bias, kernel, candidate, mask, **attrs)
+
+        def grad(d_hidden):
+            # `finite` says which rows may skip their zero gradients exactly.
+            return tuple(ops.dilated_rnn_backward(
+                inputs, input_kernel, bias, kernel, candidate, mask, hidden,
+                cells, gates, finite, d_hidden, **attrs))
+
+        return hidden, grad
+
+    return run(inputs, input_kernel, bias, kernels[0], candidate)
