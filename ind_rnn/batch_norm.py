@@ -22,14 +22,11 @@ import numpy as np
 import tensorflow as tf
 
 from ind_rnn import _checks
+from ind_rnn._checks import invalid
 
 # Batches of the same shape are merged into one forward pass of at most this
 # many samples: the result is the same, and one pass replaces one per layer.
 MAX_MERGED_SAMPLES = 512
-
-
-def _invalid(name, expected, value):
-    return _checks._invalid(name, expected, value)  # pylint: disable=protected-access
 
 
 def _check_batches(value):
@@ -43,10 +40,10 @@ def _check_data(data):
         return data
     if isinstance(data, (np.ndarray, tf.Tensor)):
         if np.ndim(data) < 1 or data.shape[0] == 0:
-            raise ValueError(_invalid("data", "a non-empty array of samples (axis 0)",
+            raise ValueError(invalid("data", "a non-empty array of samples (axis 0)",
                                       getattr(data, "shape", data)))
         return data
-    raise TypeError(_invalid(
+    raise TypeError(invalid(
         "data", "a tf.data.Dataset of (x, y), (x, y, sample_weight) or x batches, "
         "or a NumPy array / tensor of inputs x", type(data).__name__))
 
@@ -73,7 +70,7 @@ def batch_norm_layers(model):
     ['norm_1', 'norm_2']
     """
     if not isinstance(model, keras.layers.Layer):
-        raise TypeError(_invalid("model", "a Keras model or layer", type(model).__name__))
+        raise TypeError(invalid("model", "a Keras model or layer", type(model).__name__))
     # _flatten_layers: the one Keras walk that reaches layers nested in blocks.
     layers = model._flatten_layers(include_self=True)  # pylint: disable=protected-access
     return [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -84,14 +81,14 @@ def _input_batches(data, batches):
     if not isinstance(data, tf.data.Dataset):
         return [data]  # an array: one batch
     if batches is None and data.cardinality() == tf.data.INFINITE_CARDINALITY:
-        raise ValueError(_invalid("batches", "a positive integer for an infinite "
+        raise ValueError(invalid("batches", "a positive integer for an infinite "
                                   "(repeated) dataset", batches))
     if batches is not None:
         data = data.take(batches)
     inputs = [element[0] if isinstance(element, (tuple, list)) else element
               for element in data]
     if not inputs:
-        raise ValueError(_invalid("data", "a dataset with at least one batch", data))
+        raise ValueError(invalid("data", "a dataset with at least one batch", data))
     return inputs
 
 
@@ -274,7 +271,7 @@ def estimate_batch_norm_statistics(model, data, batches=None):
     data = _check_data(data)
     batches = _check_batches(batches)
     if not any(layer.trainable for layer in layers):
-        raise ValueError(_invalid(
+        raise ValueError(invalid(
             "model", "a model with at least one trainable BatchNormalization or "
             "SequenceBatchNormalization layer", getattr(model, "name", model)))
     if not tf.executing_eagerly():

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from ind_rnn import _checks
+from ind_rnn._checks import invalid
 from ind_rnn.layer import IndRNN
 from ind_rnn.sequence_batch_norm import SequenceBatchNormalization  # noqa: F401 (re-export)
 
@@ -36,25 +37,21 @@ DEEP_INPUT_KERNEL_INITIALIZER = {
     "config": {"scale": 2.0 / 65.0, "mode": "fan_in", "distribution": "uniform"}}
 
 
-def _invalid(name, expected, value):
-    return _checks._invalid(name, expected, value)  # pylint: disable=protected-access
-
-
 def non_negative_int(name, value):
     """Returns `value` if it is an integer >= 0 (not a bool), else raises."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(_invalid(name, "an integer >= 0", value))
+        raise TypeError(invalid(name, "an integer >= 0", value))
     if value < 0:
-        raise ValueError(_invalid(name, "an integer >= 0", value))
+        raise ValueError(invalid(name, "an integer >= 0", value))
     return int(value)
 
 
 def fraction(name, value):
     """Returns `value` as a float if it is a number in (0, 1], else raises."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(_invalid(name, "a number in (0, 1]", value))
+        raise TypeError(invalid(name, "a number in (0, 1]", value))
     if not 0 < value <= 1:
-        raise ValueError(_invalid(name, "a number in (0, 1]", value))
+        raise ValueError(invalid(name, "a number in (0, 1]", value))
     return float(value)
 
 

@@ -10,10 +10,7 @@ import numbers
 import keras
 
 from ind_rnn import _checks
-
-
-def _invalid(name, expected, value):
-    return _checks._invalid(name, expected, value)  # pylint: disable=protected-access
+from ind_rnn._checks import invalid
 
 
 def optional_time_steps(value):
@@ -27,14 +24,14 @@ def recurrent_bound(time_steps, value):
     """The bound on |u|: `value`, or 2 ** (1 / time_steps) by default."""
     if value is None:
         if time_steps is None:
-            raise ValueError(_invalid(
+            raise ValueError(invalid(
                 "recurrent_max_abs", "a number > 0 when `time_steps` is None "
                 "(e.g. 2 ** (1 / T) for sequences of about T steps)", value))
         return 2.0 ** (1.0 / time_steps)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(_invalid("recurrent_max_abs", "a number > 0 or None", value))
+        raise TypeError(invalid("recurrent_max_abs", "a number > 0 or None", value))
     if not value > 0:
-        raise ValueError(_invalid("recurrent_max_abs", "a number > 0 or None", value))
+        raise ValueError(invalid("recurrent_max_abs", "a number > 0 or None", value))
     return float(value)
 
 

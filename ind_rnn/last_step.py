@@ -37,8 +37,7 @@ class LastStep(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 3:
-            raise ValueError(_checks._invalid(  # pylint: disable=protected-access
-                "inputs", "a shape of rank 3", tuple(input_shape)))
+            raise ValueError(_checks.invalid("inputs", "a shape of rank 3", tuple(input_shape)))
         self.built = True
 
     def call(self, inputs, mask=None):

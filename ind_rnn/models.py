@@ -17,6 +17,7 @@ import numbers
 import keras
 
 from ind_rnn import _checks
+from ind_rnn._checks import invalid
 from ind_rnn.batch_norm_model import BatchNormModel
 from ind_rnn.deep import (DEEP_INPUT_KERNEL_INITIALIZER, DenseIndRNNBlock, ResidualIndRNNBlock,
                           SequenceBatchNormalization, fraction, non_negative_int,
@@ -31,10 +32,6 @@ MODELS = ("plain", "residual", "dense")
 # ind_rnn/deep.py for why).
 PLAIN_INPUT_KERNEL_INITIALIZER = {"class_name": "RandomUniform",
                                   "config": {"minval": -0.001, "maxval": 0.001}}
-
-
-def _invalid(name, expected, value):
-    return _checks._invalid(name, expected, value)  # pylint: disable=protected-access
 
 
 def _input_kernel_initializer(value, default):
@@ -165,11 +162,11 @@ def _dense_stack(sequences, layers_per_block, units, growth_rate, bottleneck, co
 
 def _layers_per_block(value):
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
-        raise TypeError(_invalid("layers_per_block",
+        raise TypeError(invalid("layers_per_block",
                                  "a non-empty list of positive integers", value))
     for count in value:
         if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
-            raise ValueError(_invalid("layers_per_block",
+            raise ValueError(invalid("layers_per_block",
                                       "a non-empty list of positive integers", value))
     return [int(count) for count in value]
 
@@ -196,7 +193,7 @@ def split_layers(num_layers, num_blocks):
     num_layers = _checks.positive_int("num_layers", num_layers)
     num_blocks = _checks.positive_int("num_blocks", num_blocks)
     if num_blocks > num_layers:
-        raise ValueError(_invalid("num_blocks", f"a positive integer <= num_layers={num_layers}",
+        raise ValueError(invalid("num_blocks", f"a positive integer <= num_layers={num_layers}",
                                   num_blocks))
     base, extra = divmod(num_layers, num_blocks)
     return [base + (index < extra) for index in range(num_blocks)]
@@ -401,10 +398,10 @@ def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain",
     (None, 10)
     """
     if model not in MODELS:
-        raise ValueError(_invalid("model", "one of " + ", ".join(map(repr, MODELS)), model))
+        raise ValueError(invalid("model", "one of " + ", ".join(map(repr, MODELS)), model))
     unknown = sorted(set(options) - set(_MODEL_OPTIONS[model]))
     if unknown:
-        raise TypeError(_invalid("options", f"keyword arguments among "
+        raise TypeError(invalid("options", f"keyword arguments among "
                                  f"{list(_MODEL_OPTIONS[model])} for model={model!r}", unknown))
     num_layers = _checks.positive_int("num_layers", num_layers)
     num_classes = _checks.positive_int("num_classes", num_classes)
@@ -431,7 +428,7 @@ def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain",
 
 def _residual_blocks(num_layers):
     if num_layers < 3 or num_layers % 2 == 0:
-        raise ValueError(_invalid(
+        raise ValueError(invalid(
             "num_layers", "an odd integer >= 3 for model='residual' (1 + 2 * blocks)",
             num_layers))
     return (num_layers - 1) // 2

@@ -21,10 +21,7 @@ import keras
 import tensorflow as tf
 
 from ind_rnn import _checks
-
-
-def _invalid(name, expected, value):
-    return _checks._invalid(name, expected, value)  # pylint: disable=protected-access
+from ind_rnn._checks import invalid
 
 
 @keras.saving.register_keras_serializable(package="ind_rnn")
@@ -89,9 +86,9 @@ class SequenceBatchNormalization(keras.layers.BatchNormalization):
     def __init__(self, momentum=0.9, epsilon=1e-3, **kwargs):
         axis = kwargs.pop("axis", -1)
         if axis not in (-1, [-1], (-1,)):
-            raise ValueError(_invalid("axis", "-1 (features last)", axis))
+            raise ValueError(invalid("axis", "-1 (features last)", axis))
         if kwargs.get("renorm"):
-            raise ValueError(_invalid("renorm", "False (not supported over time)",
+            raise ValueError(invalid("renorm", "False (not supported over time)",
                                       kwargs["renorm"]))
         momentum = _checks.rate("momentum", momentum)
         super().__init__(axis=-1, momentum=momentum, epsilon=epsilon, **kwargs)
@@ -110,7 +107,7 @@ class SequenceBatchNormalization(keras.layers.BatchNormalization):
         if not (training and self.trainable):
             return super().call(inputs, training=False)
         if mask is not None and mask.shape.rank != 2:
-            raise ValueError(_invalid("mask", "a boolean tensor [batch, time]", mask.shape))
+            raise ValueError(invalid("mask", "a boolean tensor [batch, time]", mask.shape))
         # As Keras does: statistics in float32 even under mixed precision.
         values = tf.cast(inputs, "float32")
         if mask is None:
