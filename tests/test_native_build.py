@@ -29,6 +29,37 @@ def test_the_level_is_in_the_cache_name_and_key(tmp_path):
         ["-O3", "-fno-trapping-math", "-march=x86-64-v2", "-mno-avx512fp16"],)
 
 
+
+def test_a_changed_header_beside_the_source_is_a_new_build(tmp_path):
+    """The DilatedRNN kernels include headers beside drnn_ops.cc: editing one
+    must not load the library built before the edit."""
+    source = tmp_path / "ops.cc"
+    source.write_text('#include "tiles.h"\n')
+    header = tmp_path / "tiles.h"
+    header.write_text("// tiles of 4\n")
+    before = build.library_path(str(source), str(tmp_path), "x86-64-v2")
+    assert build.library_path(str(source), str(tmp_path), "x86-64-v2") == before
+    header.write_text("// tiles of 8\n")
+    after_edit = build.library_path(str(source), str(tmp_path), "x86-64-v2")
+    (tmp_path / "more.h").write_text("// new\n")
+    after_new_header = build.library_path(str(source), str(tmp_path), "x86-64-v2")
+    assert len({before, after_edit, after_new_header}) == 3
+
+
+def test_the_dilated_rnn_headers_ship_with_the_package():
+    """setup.py's package data lists the headers drnn_ops.cc includes."""
+    import re  # pylint: disable=import-outside-toplevel
+    from dilated_rnn import native  # pylint: disable=import-outside-toplevel
+    folder = os.path.dirname(native.SOURCE)
+    with open(native.SOURCE, encoding="utf-8") as file:
+        included = re.findall(r'#include "(drnn_[a-z_]+\.h)"', file.read())
+    assert included, "drnn_ops.cc includes its headers"
+    for name in included:
+        assert os.path.exists(os.path.join(folder, name))
+    setup_py = os.path.join(os.path.dirname(os.path.dirname(folder)), "setup.py")
+    with open(setup_py, encoding="utf-8") as file:
+        assert '"native/*.h"' in file.read()
+
 def _flags_up_to(level):
     """/proc/cpuinfo's flags of a CPU whose highest x86-64 level is `level`."""
     flags = set()

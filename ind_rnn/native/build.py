@@ -15,6 +15,7 @@ its library would stop the process with an illegal instruction.
 """
 import ctypes
 import functools
+import glob
 import hashlib
 import logging
 import os
@@ -123,14 +124,26 @@ def _build_flags(optimisation):
             + tf.sysconfig.get_link_flags())
 
 
+def _source_text(source):
+    """The source's bytes and those of the headers beside it (`*.h`, which it
+    includes: the DilatedRNN kernels are split over several), in name order,
+    so that a changed header is a new build."""
+    folder = os.path.dirname(os.path.abspath(source))
+    headers = sorted(glob.glob(os.path.join(folder, "*.h")))
+    text = b""
+    for path in [source] + headers:
+        with open(path, "rb") as file:
+            text += file.read()
+    return text
+
+
 def library_path(source, cache_dir, isa=None):
     """Where the library built from `source` for this TF, CPU and level
     (default: `requested_isa()`) is cached; the level is in the file name."""
     isa = isa or requested_isa()
-    with open(source, "rb") as source_file:
-        key = hashlib.sha256(source_file.read() + tf.__version__.encode()
-                             + _cpu_signature().encode()
-                             + repr(_optimisations(isa)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(_source_text(source) + tf.__version__.encode()
+                         + _cpu_signature().encode()
+                         + repr(_optimisations(isa)).encode()).hexdigest()[:16]
     stem = os.path.splitext(os.path.basename(source))[0]
     level = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in isa)
     return os.path.join(cache_dir, f"{stem}_{level}_{key}.so")
