@@ -17,7 +17,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["dilated_rnn", "dilated_rnn.*",
                                                "ind_rnn", "ind_rnn.*"]),
     # The C++ kernel sources are compiled on first use: ship them with the packages.
-    package_data={"ind_rnn": ["native/*.cc"], "dilated_rnn": ["native/*.cc", "native/*.h"]},
+    package_data={"ind_rnn": ["native/*.cc", "native/*.h"], "dilated_rnn": ["native/*.cc", "native/*.h"]},
     python_requires=">=3.9",
     install_requires=[
         # TF 2.16 is the first release whose tf.keras is Keras 3.

@@ -1,6 +1,8 @@
 """ind_rnn.native.build: the instruction-set level switch and the cache key."""
+import importlib
 import os
 import platform
+import re
 
 import pytest
 
@@ -46,19 +48,21 @@ def test_a_changed_header_beside_the_source_is_a_new_build(tmp_path):
     assert len({before, after_edit, after_new_header}) == 3
 
 
-def test_the_dilated_rnn_headers_ship_with_the_package():
-    """setup.py's package data lists the headers drnn_ops.cc includes."""
-    import re  # pylint: disable=import-outside-toplevel
-    from dilated_rnn import native  # pylint: disable=import-outside-toplevel
+@pytest.mark.parametrize("package", ["ind_rnn", "dilated_rnn"])
+def test_the_kernel_headers_ship_with_the_package(package):
+    """The headers a kernel source includes exist beside it, and setup.py's
+    package data ships them."""
+    native = importlib.import_module(f"{package}.native")
     folder = os.path.dirname(native.SOURCE)
     with open(native.SOURCE, encoding="utf-8") as file:
-        included = re.findall(r'#include "(drnn_[a-z_]+\.h)"', file.read())
-    assert included, "drnn_ops.cc includes its headers"
+        included = re.findall(r'#include "([a-z_]+\.h)"', file.read())
+    assert included, f"{native.SOURCE} includes its headers"
     for name in included:
-        assert os.path.exists(os.path.join(folder, name))
+        assert os.path.exists(os.path.join(folder, name)), name
     setup_py = os.path.join(os.path.dirname(os.path.dirname(folder)), "setup.py")
     with open(setup_py, encoding="utf-8") as file:
-        assert '"native/*.h"' in file.read()
+        assert re.search(rf'"{package}": \[[^]]*"native/\*\.h"', file.read())
+
 
 def _flags_up_to(level):
     """/proc/cpuinfo's flags of a CPU whose highest x86-64 level is `level`."""
