@@ -62,7 +62,7 @@ def activation(value):
     except (ValueError, TypeError) as error:
         raise ValueError(
             invalid("activation", "None (ReLU), a known Keras activation name "
-                     "(e.g. 'relu', 'tanh', 'linear') or a callable", value)) from error
+                    "(e.g. 'relu', 'tanh', 'linear') or a callable", value)) from error
 
 
 def known_feature_size(name, shape, rank):
@@ -87,7 +87,7 @@ def projection_shapes(inputs_shape, input_kernel_shape, bias_shape):
     depth = inputs[-1]
     if len(kernel) != 2 or None not in (depth, kernel[0]) and kernel[0] != depth:
         raise ValueError(invalid("input_kernel", f"a shape [{depth}, units] (depth of `inputs`)",
-                                  kernel))
+                                 kernel))
     if len(bias) != 1 or None not in (bias[0], kernel[1]) and bias[0] != kernel[1]:
         raise ValueError(invalid("bias", f"a shape [{kernel[1]}] (units of `input_kernel`)",
-                                  bias))
+                                 bias))

@@ -1,8 +1,8 @@
-"""The fused C++ kernels of the dilated recurrences (`drnn_ops.cc`).
+"""The fused C++ kernels of the dilated recurrences (`drnn_ops.cc` and its headers).
 
 `sequence(...)` runs one dilated layer through them, differentiably;
-`available(dtype)` says whether they can. `load()` returns the op library (`dilated_rnn_forward`,
-`dilated_rnn_backward`), or None when it cannot be had (see
+`available(dtype)` says whether they can. `load()` returns the op library
+(`dilated_rnn_forward`, `dilated_rnn_backward`), or None when it cannot be had (see
 `ind_rnn.native.build.load_op_library`, which builds it with g++ on first
 use and caches it); callers then run the XLA or plain TensorFlow loops of
 `dilated_rnn.kernels`, which compute the same numbers. Set

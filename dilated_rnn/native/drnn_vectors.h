@@ -2,9 +2,10 @@
 // the width and register count each x86-64 level (and aarch64) has, Eigen maps
 // over scratch rows, the gates' float sigmoid, partial-vector loads and stores,
 // prefetches, non-temporal stores, and a zero test. Everything here is portable
-// C++ (GCC/Clang vector extensions, Eigen packets) but the non-temporal stores,
-// which have one intrinsic a level. Included by drnn_ops.cc only (one
-// translation unit), so the anonymous namespace is that file's.
+// C++ (GCC/Clang vector extensions, Eigen packets) but the non-temporal stores
+// (one intrinsic a level) and AVX-512's masked partial loads and stores.
+// Included by drnn_ops.cc only (one translation unit), so the anonymous
+// namespace is that file's.
 #ifndef DILATED_RNN_NATIVE_DRNN_VECTORS_H_
 #define DILATED_RNN_NATIVE_DRNN_VECTORS_H_
 
