@@ -77,6 +77,25 @@ def classifier(x, cell_type, hidden, dilations, n_steps):
     return tf.matmul(fused, weights) + bias
 
 
+def _load_fixed_weights(variables, rng, session):
+    """Replaces the random initial values by draws from `rng`, so that every
+    run compares the same weights: the cells' kernels are built by tf-keras'
+    initializers, whose seeds the graph seed does not fix. The distributions
+    are the originals': the cells' kernels Glorot-uniform (TF1's default), the
+    output layer's weights and bias standard normal; the cells' biases are
+    constants (zeros, GRU gates ones) and are kept."""
+    for variable in variables:
+        shape = variable.shape.as_list()
+        if variable.name.startswith("Variable"):  # the output layer, random_normal
+            value = rng.normal(size=shape)
+        elif len(shape) == 2:
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            value = rng.uniform(-limit, limit, size=shape)
+        else:
+            continue
+        variable.load(value.astype(np.float32), session)
+
+
 def run(name, cell_type, hidden, dilations, n_steps, results):
     rng = np.random.RandomState(len(results))
     x_value = rng.rand(BATCH, n_steps, INPUT_DIMS).astype("float32")
@@ -93,6 +112,7 @@ def run(name, cell_type, hidden, dilations, n_steps, results):
         config.graph_options.rewrite_options.disable_meta_optimizer = True
         with tf1.Session(config=config) as session:
             session.run(tf1.global_variables_initializer())
+            _load_fixed_weights(variables, rng, session)
             values, logit_values, grad_values = session.run(
                 [variables, logits, grads], {x: x_value})
     results[f"{name}/x"] = x_value
