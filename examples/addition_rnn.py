@@ -183,17 +183,18 @@ def main(argv):
         max_steps=MAX_STEPS, steps_per_execution=STEPS_PER_EXECUTION)
     model.compile(make_optimizer(common.flag_or("learning_rate", LEARNING_RATE)), loss="mse",
                   steps_per_execution=plan.steps_per_execution)
+    batches = training_batches(FLAGS.seed, batch_size, time_steps, plan.initial_step)
     # Adam's slots now rather than inside fit's first trace: a trace that creates
     # variables is traced again, and that second trace was 0.3-0.5 s of the
     # 6 s to the first progress line (see the README's time to solve).
-    model.optimizer.build(model.trainable_variables)
+    training.build_before_fit(model, batches)
     stop = training.StopAtTarget("loss", FLAGS.target_mse or None, "below")
     print_window = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
         f"Step [x{plan.log_every}] {epoch + 1} MSE {logs['loss']:.6f}", flush=True))
 
     started = time.time()
     model.fit(
-        training_batches(FLAGS.seed, batch_size, time_steps, plan.initial_step),
+        batches, shuffle=False,  # the stream is drawn in order (True: Keras warns it ignores it)
         steps_per_epoch=plan.log_every, epochs=training.epochs_to_run(plan, stop),
         callbacks=plan.callbacks([stop, print_window]),
         verbose=training.progress_verbosity())

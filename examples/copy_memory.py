@@ -168,8 +168,11 @@ def main(argv):
                                  "above")
     held_out = held_out_batches(FLAGS.seed, time_steps)
 
+    batches = training_batches(FLAGS.seed, batch_size, time_steps, plan.initial_step)
+    training.build_before_fit(model, batches)  # so that fit traces its step once
+
     started = time.time()
-    model.fit(training_batches(FLAGS.seed, batch_size, time_steps, plan.initial_step),
+    model.fit(batches, shuffle=False,  # drawn in order (True: Keras warns it ignores it)
               steps_per_epoch=plan.log_every, epochs=training.epochs_to_run(plan, stop),
               validation_data=held_out, validation_freq=plan.eval_every_epochs,
               callbacks=plan.callbacks([stop, print_record(plan)]),

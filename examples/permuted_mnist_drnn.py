@@ -93,9 +93,12 @@ def main(argv):
     test = training.EvaluateSplit("test", common.evaluation_batches(data.test),
                                   plan.eval_every_epochs)
 
+    batches = common.training_batches(data.train, batch_size, FLAGS.seed, plan.initial_step)
+    training.build_before_fit(model, batches)  # so that fit traces its step once
+
     started = time.time()
     model.fit(
-        common.training_batches(data.train, batch_size, FLAGS.seed, plan.initial_step),
+        batches, shuffle=False,  # the pipeline shuffles (True: Keras warns it ignores it)
         steps_per_epoch=plan.log_every, epochs=training.epochs_to_run(plan, stop),
         validation_data=common.evaluation_batches(data.validation),
         validation_freq=plan.eval_every_epochs,

@@ -142,9 +142,12 @@ def main(argv):
     elif hasattr(model, "batch_norm_statistics"):
         model.batch_norm_statistics = 0  # the moving averages, as asked
 
+    batches = common.training_batches(data.train, batch_size, FLAGS.seed, plan.initial_step)
+    training.build_before_fit(model, batches)  # so that fit traces its step once
+
     started = time.time()
     model.fit(
-        common.training_batches(data.train, batch_size, FLAGS.seed, plan.initial_step),
+        batches, shuffle=False,  # the pipeline shuffles (True: Keras warns it ignores it)
         steps_per_epoch=plan.log_every, epochs=training.epochs_to_run(plan, stop),
         validation_data=common.evaluation_batches(data.validation),
         validation_freq=plan.eval_every_epochs, callbacks=plan.callbacks(callbacks),

@@ -267,6 +267,29 @@ def progress_verbosity():
     return 1 if sys.stdout.isatty() else 0
 
 
+def build_before_fit(model, batches):
+    """Creates the optimizer's slots and the compiled metrics' variables before `fit`.
+
+    Keras creates both inside the first trace of its train step, and a trace
+    that creates variables is traced again: two traces of the whole step at
+    every start. Built here (the metrics from one zero input of the batches'
+    shape, then reset), `fit` traces its step once.
+
+    Args:
+        model: a compiled `keras.Model`.
+        batches: the `tf.data.Dataset` of `(inputs, targets)` given to `fit`;
+            only its `element_spec` is read.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    model.optimizer.build(model.trainable_variables)
+    inputs_spec, targets_spec = batches.element_spec[:2]
+    one = lambda spec: tf.zeros([1] + spec.shape[1:].as_list(), spec.dtype)  # noqa: E731
+    inputs = tf.nest.map_structure(one, inputs_spec)
+    model.compute_metrics(inputs, tf.nest.map_structure(one, targets_spec),
+                          model(inputs, training=False))
+    model.reset_metrics()
+
+
 # ------------------------------------------------------------------------ outputs
 
 def plot_learning_curves(records, path, title):

@@ -13,9 +13,11 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 from absl import app
 from absl import flags
+import keras
 import numpy as np
 import pytest
 
@@ -209,6 +211,38 @@ def test_copy_memory_architectures_are_the_papers():
     assert structure_with_flags(length, *copy_memory.ARCHITECTURES["stacked"]) == (
         [10] * 9, [1] * 9)
     assert structure_with_flags(length, *copy_memory.ARCHITECTURES["single"]) == ([256], [1])
+
+
+TINY_RUNS = {
+    addition_rnn: dict(time_steps=10, units=8, max_steps=4, log_every=2, checkpoint_every=2),
+    sequential_mnist: dict(dataset="digits", num_layers=2, units=8, max_steps=4, log_every=2,
+                           eval_every=4, checkpoint_every=4),
+    permuted_mnist_drnn: dict(dataset="digits", hidden_structs="4,4", dilations="1,2",
+                              max_steps=4, log_every=2, eval_every=4, checkpoint_every=4),
+    copy_memory: dict(time_steps=6, hidden_structs="5,5", dilations="1,4", max_steps=4,
+                      log_every=2, eval_every=4, checkpoint_every=4),
+}
+
+
+@pytest.mark.parametrize("module", list(TINY_RUNS), ids=lambda module: module.__name__)
+def test_fit_traces_the_train_step_once_and_does_not_warn(module, tmp_path, monkeypatch):
+    # Keras makes the optimizer's slots and the metrics' variables inside the first
+    # trace, then traces again; `training.build_before_fit` makes them first. And
+    # fit's default shuffle=True draws a warning for a tf.data pipeline.
+    traces = []
+    train_step = keras.Model.train_step
+
+    def counted_train_step(self, *args, **kwargs):
+        traces.append(type(self).__name__)
+        return train_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "train_step", counted_train_step)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, result = run_script(module, log_dir=tmp_path, **TINY_RUNS[module])
+    assert result["steps"] == 4
+    assert len(traces) == 1, traces
+    assert not [str(w.message) for w in caught if "shuffle" in str(w.message)]
 
 
 # ---------------------------------------------------------------- errors / flags
