@@ -282,10 +282,13 @@ def build_before_fit(model, batches):
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     model.optimizer.build(model.trainable_variables)
+
+    def one_example(spec):  # zeros of one batch row's shape (an unknown length: 1)
+        return tf.zeros([1] + [size or 1 for size in spec.shape[1:].as_list()], spec.dtype)
+
     inputs_spec, targets_spec = batches.element_spec[:2]
-    one = lambda spec: tf.zeros([1] + spec.shape[1:].as_list(), spec.dtype)  # noqa: E731
-    inputs = tf.nest.map_structure(one, inputs_spec)
-    model.compute_metrics(inputs, tf.nest.map_structure(one, targets_spec),
+    inputs = tf.nest.map_structure(one_example, inputs_spec)
+    model.compute_metrics(inputs, tf.nest.map_structure(one_example, targets_spec),
                           model(inputs, training=False))
     model.reset_metrics()
 
