@@ -3,8 +3,8 @@
 * `build_plain_indrnn`, `build_residual_indrnn`, `build_dense_indrnn`: sequence
   to sequence backbones `[batch, T, input_dim] -> [batch, T, width]`.
 * `build_sequence_classifier`: one of them, then logits from the last step.
-* The stacks' recurrent weights start as `recommended_recurrent_initializers`
-  says (`ind_rnn.initialization`); the classifier's logits read `LastStep`.
+* The stacks (`ind_rnn.stacks`) start their recurrent weights as
+  `recommended_recurrent_initializers` says; the classifier's logits read `LastStep`.
 
 All are functional models of registered layers, so they save to and load
 from `.keras` files. They are `BatchNormModel`s: `fit` sets the batch norms'
@@ -12,191 +12,14 @@ statistics to the exact population statistics of 500 training sequences
 before each validation and at the end, so that `evaluate` and `predict`
 reflect what was learned (see `ind_rnn.batch_norm_model`).
 """
-import numbers
-
 import keras
 
-from ind_rnn import _checks
+from ind_rnn import _checks, stacks
 from ind_rnn._checks import invalid
 from ind_rnn.batch_norm_model import BatchNormModel
-from ind_rnn.deep import (DEEP_INPUT_KERNEL_INITIALIZER, DenseIndRNNBlock, ResidualIndRNNBlock,
-                          SequenceBatchNormalization, fraction, non_negative_int,
-                          reseeded)
-from ind_rnn.initialization import optional_time_steps, recommended_recurrent_initializers
 from ind_rnn.last_step import LastStep
-from ind_rnn.layer import IndRNN
 
 MODELS = ("plain", "residual", "dense")
-# The sequential MNIST script's input kernel initialiser (REFERENCE §2), used
-# by the plain stack; the deep ones use DEEP_INPUT_KERNEL_INITIALIZER (see
-# ind_rnn/deep.py for why).
-PLAIN_INPUT_KERNEL_INITIALIZER = {"class_name": "RandomUniform",
-                                  "config": {"minval": -0.001, "maxval": 0.001}}
-
-
-def _input_kernel_initializer(value, default):
-    return keras.initializers.get(default if value is None else value)
-
-
-# Seed offsets of the initialisers (see `reseeded`): block i's layers use
-# BLOCK_SEED_STRIDE * i + 1, 2, ...; the layers outside blocks their own.
-BLOCK_SEED_STRIDE = 1000
-
-
-def _sequence_input(time_steps, input_dim):
-    return keras.Input((optional_time_steps(time_steps),
-                        _checks.positive_int("input_dim", input_dim)), name="sequences")
-
-
-def _norm(batch_norm, name):
-    return SequenceBatchNormalization(name=name) if batch_norm else None
-
-
-def _time_shared_dropout(rate, seed, name):
-    """Dropout with one mask per sequence: the same features dropped at every step."""
-    if not rate:
-        return None
-    return keras.layers.SpatialDropout1D(rate, seed=seed, name=name)
-
-
-def _apply(layer, values):
-    return values if layer is None else layer(values)
-
-
-def _check_common(dropout, batch_norm):
-    _checks.boolean("batch_norm", batch_norm)
-    return _checks.rate("dropout", dropout)
-
-
-def _plain_stack(sequences, num_layers, units, time_steps, recurrent_max_abs, dropout,
-                 batch_norm, input_kernel_initializer, seed):
-    """IndRNN -> BN (-> dropout between layers), `num_layers` times."""
-    num_layers = _checks.positive_int("num_layers", num_layers)
-    units = _checks.positive_int("units", units)
-    dropout = _check_common(dropout, batch_norm)
-    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
-    input_initializer = _input_kernel_initializer(input_kernel_initializer,
-                                                  PLAIN_INPUT_KERNEL_INITIALIZER)
-    for index in range(1, num_layers + 1):
-        is_last = index == num_layers
-        sequences = IndRNN(units, recurrent_max_abs=bound,
-                           recurrent_kernel_initializer=reseeded(last if is_last else hidden,
-                                                                 index),
-                           input_kernel_initializer=reseeded(input_initializer, index),
-                           return_sequences=True,
-                           name=f"ind_rnn_{index}")(sequences)
-        sequences = _apply(_norm(batch_norm, f"norm_{index}"), sequences)
-        if not is_last:
-            sequences = _apply(_time_shared_dropout(
-                dropout, None if seed is None else seed + index, f"dropout_{index}"), sequences)
-    return sequences
-
-
-def _residual_stack(sequences, num_blocks, units, time_steps, recurrent_max_abs, dropout,
-                    batch_norm, input_kernel_initializer, seed):
-    """IndRNN, then `num_blocks` residual blocks, then BN: 1 + 2 * num_blocks IndRNNs."""
-    num_blocks = _checks.positive_int("num_blocks", num_blocks)
-    units = _checks.positive_int("units", units)
-    dropout = _check_common(dropout, batch_norm)
-    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
-    input_initializer = _input_kernel_initializer(input_kernel_initializer,
-                                                  DEEP_INPUT_KERNEL_INITIALIZER)
-    sequences = IndRNN(units, recurrent_max_abs=bound,
-                       recurrent_kernel_initializer=reseeded(hidden, 0),
-                       input_kernel_initializer=reseeded(input_initializer, 0),
-                       return_sequences=True, name="ind_rnn_input")(sequences)
-    for index in range(1, num_blocks + 1):
-        offset = BLOCK_SEED_STRIDE * index
-        sequences = ResidualIndRNNBlock(
-            units, recurrent_max_abs=bound, recurrent_kernel_initializer=reseeded(hidden, offset),
-            last_recurrent_kernel_initializer=last if index == num_blocks else None,
-            input_kernel_initializer=reseeded(input_initializer, offset), dropout=dropout,
-            batch_norm=batch_norm,
-            seed=None if seed is None else seed + 10 * index,
-            name=f"residual_block_{index}")(sequences)
-    return _apply(_norm(batch_norm, "norm_output"), sequences)
-
-
-def _dense_stack(sequences, layers_per_block, units, growth_rate, bottleneck, compression,
-                 time_steps, recurrent_max_abs, dropout, batch_norm, input_kernel_initializer,
-                 seed):
-    """IndRNN, dense blocks with transitions between them, then BN."""
-    layers_per_block = _layers_per_block(layers_per_block)
-    units = _checks.positive_int("units", units)
-    growth_rate = _checks.positive_int("growth_rate", growth_rate)
-    bottleneck = non_negative_int("bottleneck", bottleneck)
-    compression = fraction("compression", compression)
-    dropout = _check_common(dropout, batch_norm)
-    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
-    input_initializer = _input_kernel_initializer(input_kernel_initializer,
-                                                  DEEP_INPUT_KERNEL_INITIALIZER)
-
-    def ind_rnn(width, name, offset):
-        return IndRNN(width, recurrent_max_abs=bound,
-                      recurrent_kernel_initializer=reseeded(hidden, offset),
-                      input_kernel_initializer=reseeded(input_initializer, offset),
-                      return_sequences=True, name=name)
-
-    sequences = ind_rnn(units, "ind_rnn_input", 0)(sequences)
-    for index, num_layers in enumerate(layers_per_block, start=1):
-        is_last = index == len(layers_per_block)
-        offset = BLOCK_SEED_STRIDE * index
-        sequences = DenseIndRNNBlock(
-            num_layers, growth_rate, bottleneck, recurrent_max_abs=bound,
-            recurrent_kernel_initializer=reseeded(hidden, offset),
-            last_recurrent_kernel_initializer=last if is_last else None,
-            input_kernel_initializer=reseeded(input_initializer, offset), dropout=dropout,
-            batch_norm=batch_norm,
-            seed=None if seed is None else seed + 100 * index,
-            name=f"dense_block_{index}")(sequences)
-        if not is_last:  # transition: shrink the width
-            width = max(1, int(sequences.shape[-1] * compression))
-            sequences = _apply(_norm(batch_norm, f"transition_{index}_norm"), sequences)
-            sequences = ind_rnn(width, f"transition_{index}_ind_rnn",
-                                offset + BLOCK_SEED_STRIDE - 1)(sequences)
-            sequences = _apply(_time_shared_dropout(
-                dropout, None if seed is None else seed + 100 * index + 99,
-                f"transition_{index}_dropout"), sequences)
-    return _apply(_norm(batch_norm, "norm_output"), sequences)
-
-
-def _layers_per_block(value):
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
-        raise TypeError(invalid("layers_per_block",
-                                 "a non-empty list of positive integers", value))
-    for count in value:
-        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
-            raise ValueError(invalid("layers_per_block",
-                                      "a non-empty list of positive integers", value))
-    return [int(count) for count in value]
-
-
-def split_layers(num_layers, num_blocks):
-    """Splits `num_layers` dense layers over `num_blocks` blocks, earlier ones larger.
-
-    Args:
-        num_layers: positive int, total dense layers.
-        num_blocks: positive int, <= num_layers.
-
-    Returns:
-        A list of `num_blocks` positive ints summing to `num_layers`.
-
-    Raises:
-        TypeError / ValueError: for non-positive values or more blocks than layers.
-
-    Example:
-
-    >>> from ind_rnn.models import split_layers
-    >>> split_layers(8, 3)
-    [3, 3, 2]
-    """
-    num_layers = _checks.positive_int("num_layers", num_layers)
-    num_blocks = _checks.positive_int("num_blocks", num_blocks)
-    if num_blocks > num_layers:
-        raise ValueError(invalid("num_blocks", f"a positive integer <= num_layers={num_layers}",
-                                  num_blocks))
-    base, extra = divmod(num_layers, num_blocks)
-    return [base + (index < extra) for index in range(num_blocks)]
 
 
 def build_plain_indrnn(time_steps, input_dim, num_layers=6, units=128, recurrent_max_abs=None,
@@ -238,9 +61,10 @@ def build_plain_indrnn(time_steps, input_dim, num_layers=6, units=128, recurrent
     >>> build_plain_indrnn(100, 2, num_layers=3, units=16).output_shape
     (None, 100, 16)
     """
-    inputs = _sequence_input(time_steps, input_dim)
-    outputs = _plain_stack(inputs, num_layers, units, inputs.shape[1], recurrent_max_abs,
-                           dropout, batch_norm, input_kernel_initializer, seed)
+    inputs = stacks.sequence_input(time_steps, input_dim)
+    outputs = stacks.plain_stack(inputs, num_layers, units, inputs.shape[1],
+                                 recurrent_max_abs, dropout, batch_norm,
+                                 input_kernel_initializer, seed)
     return BatchNormModel(inputs, outputs, name=name)
 
 
@@ -280,9 +104,10 @@ def build_residual_indrnn(time_steps, input_dim, num_blocks, units=128, recurren
     >>> build_residual_indrnn(64, 1, num_blocks=10, units=32).output_shape
     (None, 64, 32)
     """
-    inputs = _sequence_input(time_steps, input_dim)
-    outputs = _residual_stack(inputs, num_blocks, units, inputs.shape[1], recurrent_max_abs,
-                              dropout, batch_norm, input_kernel_initializer, seed)
+    inputs = stacks.sequence_input(time_steps, input_dim)
+    outputs = stacks.residual_stack(inputs, num_blocks, units, inputs.shape[1],
+                                    recurrent_max_abs, dropout, batch_norm,
+                                    input_kernel_initializer, seed)
     return BatchNormModel(inputs, outputs, name=name)
 
 
@@ -325,10 +150,10 @@ def build_dense_indrnn(time_steps, input_dim, layers_per_block=(8, 6, 4), units=
     >>> build_dense_indrnn(64, 1, [2, 2], units=32, growth_rate=8).output_shape  # 32+16 -> 24+16
     (None, 64, 40)
     """
-    inputs = _sequence_input(time_steps, input_dim)
-    outputs = _dense_stack(inputs, layers_per_block, units, growth_rate, bottleneck,
-                           compression, inputs.shape[1], recurrent_max_abs, dropout,
-                           batch_norm, input_kernel_initializer, seed)
+    inputs = stacks.sequence_input(time_steps, input_dim)
+    outputs = stacks.dense_stack(inputs, layers_per_block, units, growth_rate, bottleneck,
+                                 compression, inputs.shape[1], recurrent_max_abs, dropout,
+                                 batch_norm, input_kernel_initializer, seed)
     return BatchNormModel(inputs, outputs, name=name)
 
 
@@ -405,23 +230,23 @@ def build_sequence_classifier(time_steps, input_dim, num_classes, model="plain",
                                  f"{list(_MODEL_OPTIONS[model])} for model={model!r}", unknown))
     num_layers = _checks.positive_int("num_layers", num_layers)
     num_classes = _checks.positive_int("num_classes", num_classes)
-    inputs = _sequence_input(time_steps, input_dim)
+    inputs = stacks.sequence_input(time_steps, input_dim)
     time_steps = inputs.shape[1]
     common = dict(units=units, time_steps=time_steps, recurrent_max_abs=recurrent_max_abs,
                   dropout=dropout, batch_norm=batch_norm,
                   input_kernel_initializer=options.get("input_kernel_initializer"),
                   seed=options.get("seed"))
     if model == "plain":
-        sequences = _plain_stack(inputs, num_layers, **common)
+        sequences = stacks.plain_stack(inputs, num_layers, **common)
     elif model == "residual":
-        sequences = _residual_stack(inputs, _residual_blocks(num_layers), **common)
+        sequences = stacks.residual_stack(inputs, _residual_blocks(num_layers), **common)
     else:
         num_blocks = options.get("num_blocks", min(3, num_layers))
-        layers_per_block = split_layers(num_layers, num_blocks)
-        sequences = _dense_stack(inputs, layers_per_block,
-                                 growth_rate=options.get("growth_rate", 32),
-                                 bottleneck=options.get("bottleneck", 4),
-                                 compression=options.get("compression", 0.5), **common)
+        layers_per_block = stacks.split_layers(num_layers, num_blocks)
+        sequences = stacks.dense_stack(inputs, layers_per_block,
+                                       growth_rate=options.get("growth_rate", 32),
+                                       bottleneck=options.get("bottleneck", 4),
+                                       compression=options.get("compression", 0.5), **common)
     logits = keras.layers.Dense(num_classes, name="logits")(LastStep(name="last_step")(sequences))
     return BatchNormModel(inputs, logits, name=name or f"{model}_indrnn_classifier")
 

@@ -18,7 +18,9 @@ import ind_rnn.deep
 import ind_rnn.initialization
 import ind_rnn.last_step
 import ind_rnn.models
-from ind_rnn.models import LastStep, split_layers
+import ind_rnn.stacks
+from ind_rnn.models import LastStep
+from ind_rnn.stacks import split_layers
 from tests import indrnn_numpy_reference as reference
 
 EPSILON = 1e-3  # Keras' BatchNormalization default, also ours
@@ -548,8 +550,9 @@ def test_bad_arguments_name_the_argument(build, error, words):
         build()
 
 
-@pytest.mark.parametrize("module", [ind_rnn.deep, ind_rnn.models, ind_rnn.initialization,
-                                    ind_rnn.last_step], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [ind_rnn.deep, ind_rnn.models, ind_rnn.stacks,
+                                    ind_rnn.initialization, ind_rnn.last_step],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
