@@ -20,7 +20,7 @@ import logging
 
 import tensorflow as tf
 
-from dilated_rnn import kernels, native
+from dilated_rnn import loops, native
 from dilated_rnn._validation import invalid
 from dilated_rnn.cells import cell_output_size
 
@@ -138,7 +138,7 @@ def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
 
 
 def resolve_engine(implementation, num_steps, fused, dtype=tf.float32):
-    """Picks the loop engine (one of `kernels.ENGINES`) for one loop."""
+    """Picks the loop engine (one of `dilated_rnn.kernels.ENGINES`) for one loop."""
     if implementation not in IMPLEMENTATIONS:
         raise invalid("implementation", f"one of {IMPLEMENTATIONS}",
                       implementation)
@@ -224,8 +224,8 @@ def cell_sequence(cell, inputs, mask=None, training=None, engine="while"):
 
     out_spec = (inputs.dtype, tf.TensorShape(
         [static_dims(inputs)[1], cell_output_size(cell)]))
-    _, (outputs,) = kernels.run_loop(step, flat_initial, (inputs, mask),
-                                     (out_spec,), engine)
+    _, (outputs,) = loops.run_loop(step, flat_initial, (inputs, mask),
+                                   (out_spec,), engine)
     _reset_dropout_masks(cell)
     return outputs
 
