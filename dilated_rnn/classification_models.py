@@ -11,10 +11,10 @@
   and TF_USE_LEGACY_KERAS=1; without them an ImportError says what to install
   and set);
 * otherwise Keras 3: `_contruct_cells` returns the TF1-exact Keras 3 cells
-  of `dilated_rnn.cells.construct_cells`, and `drnn_classification` called on a `keras.Input` returns
-  a symbolic tensor to build a `keras.Model` that trains with `fit` and saves
-  to `.keras`; called on an eager tensor it builds fresh weights and returns
-  eager logits.
+  of `dilated_rnn.cells.construct_cells`, and `drnn_classification` called
+  on a `keras.Input` returns a symbolic tensor to build a `keras.Model` that
+  trains with `fit` and saves to `.keras`; called on an eager tensor it
+  builds fresh weights and returns eager logits.
 """
 import keras
 import tensorflow as tf
