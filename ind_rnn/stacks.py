@@ -26,10 +26,6 @@ PLAIN_INPUT_KERNEL_INITIALIZER = {"class_name": "RandomUniform",
                                   "config": {"minval": -0.001, "maxval": 0.001}}
 
 
-def _input_kernel_initializer(value, default):
-    return keras.initializers.get(default if value is None else value)
-
-
 # Seed offsets of the initialisers (see `reseeded`): block i's layers use
 # BLOCK_SEED_STRIDE * i + 1, 2, ...; the layers outside blocks their own.
 BLOCK_SEED_STRIDE = 1000
@@ -55,20 +51,33 @@ def _apply(layer, values):
     return values if layer is None else layer(values)
 
 
-def _check_common(dropout, batch_norm):
+def _shared_arguments(units, dropout, batch_norm, time_steps, recurrent_max_abs,
+                      input_kernel_initializer, default_input_kernel_initializer):
+    """The arguments every stack takes, checked, and the initialisers they give.
+
+    Returns:
+        `(units, dropout, hidden, last, bound, input_initializer)`: `hidden`,
+        `last` and `bound` as `recommended_recurrent_initializers` gives them,
+        and the input kernels' initialiser (`input_kernel_initializer`, or
+        the stack's default when None).
+    """
+    units = _checks.positive_int("units", units)
     _checks.boolean("batch_norm", batch_norm)
-    return _checks.rate("dropout", dropout)
+    dropout = _checks.rate("dropout", dropout)
+    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
+    input_initializer = keras.initializers.get(
+        default_input_kernel_initializer if input_kernel_initializer is None
+        else input_kernel_initializer)
+    return units, dropout, hidden, last, bound, input_initializer
 
 
 def plain_stack(sequences, num_layers, units, time_steps, recurrent_max_abs, dropout,
                 batch_norm, input_kernel_initializer, seed):
     """IndRNN -> BN (-> dropout between layers), `num_layers` times."""
     num_layers = _checks.positive_int("num_layers", num_layers)
-    units = _checks.positive_int("units", units)
-    dropout = _check_common(dropout, batch_norm)
-    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
-    input_initializer = _input_kernel_initializer(input_kernel_initializer,
-                                                  PLAIN_INPUT_KERNEL_INITIALIZER)
+    units, dropout, hidden, last, bound, input_initializer = _shared_arguments(
+        units, dropout, batch_norm, time_steps, recurrent_max_abs, input_kernel_initializer,
+        PLAIN_INPUT_KERNEL_INITIALIZER)
     for index in range(1, num_layers + 1):
         is_last = index == num_layers
         sequences = IndRNN(units, recurrent_max_abs=bound,
@@ -88,11 +97,9 @@ def residual_stack(sequences, num_blocks, units, time_steps, recurrent_max_abs, 
                    batch_norm, input_kernel_initializer, seed):
     """IndRNN, then `num_blocks` residual blocks, then BN: 1 + 2 * num_blocks IndRNNs."""
     num_blocks = _checks.positive_int("num_blocks", num_blocks)
-    units = _checks.positive_int("units", units)
-    dropout = _check_common(dropout, batch_norm)
-    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
-    input_initializer = _input_kernel_initializer(input_kernel_initializer,
-                                                  DEEP_INPUT_KERNEL_INITIALIZER)
+    units, dropout, hidden, last, bound, input_initializer = _shared_arguments(
+        units, dropout, batch_norm, time_steps, recurrent_max_abs, input_kernel_initializer,
+        DEEP_INPUT_KERNEL_INITIALIZER)
     sequences = IndRNN(units, recurrent_max_abs=bound,
                        recurrent_kernel_initializer=reseeded(hidden, 0),
                        input_kernel_initializer=reseeded(input_initializer, 0),
@@ -114,14 +121,12 @@ def dense_stack(sequences, layers_per_block, units, growth_rate, bottleneck, com
                 seed):
     """IndRNN, dense blocks with transitions between them, then BN."""
     layers_per_block = _layers_per_block(layers_per_block)
-    units = _checks.positive_int("units", units)
+    units, dropout, hidden, last, bound, input_initializer = _shared_arguments(
+        units, dropout, batch_norm, time_steps, recurrent_max_abs, input_kernel_initializer,
+        DEEP_INPUT_KERNEL_INITIALIZER)
     growth_rate = _checks.positive_int("growth_rate", growth_rate)
     bottleneck = non_negative_int("bottleneck", bottleneck)
     compression = fraction("compression", compression)
-    dropout = _check_common(dropout, batch_norm)
-    hidden, last, bound = recommended_recurrent_initializers(time_steps, recurrent_max_abs)
-    input_initializer = _input_kernel_initializer(input_kernel_initializer,
-                                                  DEEP_INPUT_KERNEL_INITIALIZER)
 
     def ind_rnn(width, name, offset):
         return IndRNN(width, recurrent_max_abs=bound,
