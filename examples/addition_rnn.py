@@ -195,10 +195,7 @@ def main(argv):
     model.compile(make_optimizer(common.flag_or("learning_rate", LEARNING_RATE)), loss="mse",
                   steps_per_execution=plan.steps_per_execution)
     batches = training_batches(FLAGS.seed, batch_size, time_steps, plan.initial_step)
-    # Adam's slots now rather than inside fit's first trace: a trace that creates
-    # variables is traced again, and that second trace was 0.3-0.5 s of the
-    # 6 s to the first progress line (see the README's time to solve).
-    training.build_before_fit(model, batches)
+    training.build_before_fit(model, batches)  # so that fit traces its step once
     stop = training.StopAtTarget("loss", FLAGS.target_mse or None, "below")
     print_window = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
         f"Step [x{plan.log_every}] {epoch + 1} MSE {logs['loss']:.6f}", flush=True))

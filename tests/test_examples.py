@@ -224,6 +224,22 @@ TINY_RUNS = {
 }
 
 
+def test_adding_runs_a_window_per_compiled_call_only_for_short_sequences(tmp_path, monkeypatch):
+    assert addition_rnn.steps_per_execution(100) == 100
+    assert addition_rnn.steps_per_execution(1000) == 10
+    # The default is cut to a divisor of --log_every (2 here): one window a call.
+    calls = []
+    compile_model = keras.Model.compile
+
+    def recorded_compile(self, *args, **kwargs):
+        calls.append(kwargs.get("steps_per_execution"))
+        return compile_model(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "compile", recorded_compile)
+    run_script(addition_rnn, log_dir=tmp_path, **TINY_RUNS[addition_rnn])
+    assert calls == [2]  # gcd(100, --log_every=2)
+
+
 @pytest.mark.parametrize("module", list(TINY_RUNS), ids=lambda module: module.__name__)
 def test_fit_traces_the_train_step_once_and_does_not_warn(module, tmp_path, monkeypatch):
     # Keras makes the optimizer's slots and the metrics' variables inside the first
