@@ -12,7 +12,8 @@ original scope names, by `dilated_rnn.legacy` (which needs the `legacy` extra
 and TF_USE_LEGACY_KERAS=1; without them graph mode raises an ImportError
 saying so). See `ind_rnn.flavour`.
 `load_tf1_checkpoint` loads TF1 checkpoints of the original demo into these
-models (see MIGRATING.md).
+models, and `TF1RMSprop` trains them as the demo's `tf.train.RMSPropOptimizer`
+did (see MIGRATING.md).
 """
 # First, before anything runs a TensorFlow op: pooled CPU memory for the large
 # tensors of a training step (ind_rnn.native.build.tune_allocator;
@@ -28,6 +29,7 @@ from dilated_rnn.layers import DilatedRNN, last_valid_steps
 from dilated_rnn.memory import mean_recurrent_length
 from dilated_rnn.models import DilatedRNNClassifier
 from dilated_rnn.tf1_checkpoint import load_tf1_checkpoint
+from dilated_rnn.tf1_optimizers import TF1RMSprop
 
 # The original's misspelt name and the spelt-out one are one function here, which
 # follows graph mode like the other TF1 names (Keras 3 only: cells.construct_cells).
@@ -39,4 +41,4 @@ __all__ = [
     "drnn_classification", "last_valid_steps", "mean_recurrent_length",
     "multi_dRNN_with_dilations",
 ]
-__all__ += ["load_tf1_checkpoint"]
+__all__ += ["TF1RMSprop", "load_tf1_checkpoint"]

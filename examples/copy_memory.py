@@ -51,7 +51,6 @@ ARCHITECTURES = {           # (units per layer, dilations)
 # The DilatedRNN demo's optimisation.
 LEARNING_RATE = 1e-3
 RMSPROP_DECAY = 0.9
-RMSPROP_EPSILON = 1e-10
 BATCH_SIZE = 128
 # Ours: run length, evaluation.
 MAX_STEPS = 3000
@@ -129,6 +128,12 @@ def build_model(time_steps, hidden_structs, dilations, cell_type="RNN", name="co
     return keras.Model(inputs, logits, name=name)
 
 
+def make_optimizer(learning_rate):
+    """The DilatedRNN demo's `tf.train.RMSPropOptimizer(learning_rate, decay=0.9)`, exactly."""
+    import dilated_rnn  # pylint: disable=import-outside-toplevel
+    return dilated_rnn.TF1RMSprop(learning_rate, rho=RMSPROP_DECAY)
+
+
 def print_record(plan):
     """A progress line per training window and per evaluation."""
     import keras  # pylint: disable=import-outside-toplevel
@@ -160,8 +165,7 @@ def main(argv):
             model, task="copy_memory", time_steps=time_steps, cell_type=FLAGS.cell_type,
             dilations=dilations, batch_size=batch_size, seed=FLAGS.seed),
         max_steps=MAX_STEPS, eval_every=EVAL_EVERY, steps_per_execution=STEPS_PER_EXECUTION)
-    model.compile(keras.optimizers.RMSprop(common.flag_or("learning_rate", LEARNING_RATE),
-                                           rho=RMSPROP_DECAY, epsilon=RMSPROP_EPSILON),
+    model.compile(make_optimizer(common.flag_or("learning_rate", LEARNING_RATE)),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], steps_per_execution=plan.steps_per_execution)
     stop = training.StopAtTarget("val_accuracy", common.flag_or("target_accuracy", None),

@@ -9,9 +9,9 @@ every 100, validation and test accuracy every 5000.
 
 Sequences shorter than 512 steps (the 64-step digits) keep only the
 dilations below their length, as the original refused a dilation >= n_steps:
-1, 2, ..., 32 and six layers of 20 for --dataset=digits. Keras' RMSProp
-starts its mean-square accumulator at 0 where TF1's started at 1, so its
-first few updates are larger.
+1, 2, ..., 32 and six layers of 20 for --dataset=digits. The optimiser is
+`dilated_rnn.TF1RMSprop`, TF1's RMSProp exactly (Keras' `RMSprop` starts its
+mean-square accumulator at 0 where TF1's started at 1).
 
     python examples/permuted_mnist_drnn.py                    # MNIST via tensorflow_datasets
     python examples/permuted_mnist_drnn.py --dataset=digits   # offline, 8x8 digits
@@ -39,7 +39,6 @@ DILATIONS = tuple(2 ** power for power in range(9))  # 1 .. 256
 HIDDEN_UNITS = 20
 LEARNING_RATE = 1e-3
 RMSPROP_DECAY = 0.9
-RMSPROP_EPSILON = 1e-10  # TF1 RMSPropOptimizer's
 BATCH_SIZE = 128
 MAX_STEPS = 30000
 EVAL_EVERY = 5000
@@ -63,9 +62,9 @@ def build_model(time_steps, hidden_structs, dilations, cell_type="RNN", num_clas
 
 
 def make_optimizer(learning_rate):
-    """The original's RMSProp(learning_rate, decay=0.9)."""
-    import keras  # pylint: disable=import-outside-toplevel
-    return keras.optimizers.RMSprop(learning_rate, rho=RMSPROP_DECAY, epsilon=RMSPROP_EPSILON)
+    """The original's `tf.train.RMSPropOptimizer(learning_rate, decay=0.9)`, exactly."""
+    import dilated_rnn  # pylint: disable=import-outside-toplevel
+    return dilated_rnn.TF1RMSprop(learning_rate, rho=RMSPROP_DECAY)
 
 
 def main(argv):

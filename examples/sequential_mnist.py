@@ -40,6 +40,7 @@ NUM_LAYERS = 6
 NUM_UNITS = 128
 LEARNING_RATE = 2e-4
 LEARNING_RATE_DECAY_STEPS = 600000
+ADAM_EPSILON = 1e-8  # TF1 AdamOptimizer's (Keras' Adam defaults to 1e-7)
 CLIP_NORM = 5.0
 BATCH_SIZE = 32
 EVAL_EVERY = 1000
@@ -103,11 +104,12 @@ def batch_norm_statistics(train, batches, seed):
 
 
 def make_optimizer(learning_rate, clip_norm):
-    """Adam with the original's staircase decay and global-norm clipping."""
+    """TF1's Adam (epsilon 1e-8) with the original's staircase decay and global-norm clipping."""
     import keras  # pylint: disable=import-outside-toplevel
     schedule = keras.optimizers.schedules.ExponentialDecay(
         learning_rate, LEARNING_RATE_DECAY_STEPS, 0.1, staircase=True)
-    return keras.optimizers.Adam(schedule, global_clipnorm=clip_norm or None)
+    return keras.optimizers.Adam(schedule, epsilon=ADAM_EPSILON,
+                                 global_clipnorm=clip_norm or None)
 
 
 def main(argv):
