@@ -5,6 +5,7 @@ scripts ran, on the same start and the same gradients. Keras' defaults are not
 TF1's (RMSprop's accumulators start at 0, TF1's at 1; Adam's epsilon is 1e-7,
 TF1's 1e-8), so each check also confirms the reference tells them apart.
 """
+import doctest
 import json
 
 import keras
@@ -166,3 +167,9 @@ def test_tf1_rmsprop_bad_arguments_name_the_argument(arguments, words):
         dilated_rnn.TF1RMSprop(1e-3, **arguments)
     for word in words:
         assert word in str(raised.value)
+
+
+def test_docstring_example_runs():
+    from dilated_rnn import tf1_optimizers  # pylint: disable=import-outside-toplevel
+    failures, tried = doctest.testmod(tf1_optimizers, optionflags=doctest.ELLIPSIS)
+    assert tried > 0 and failures == 0
