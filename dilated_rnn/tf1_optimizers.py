@@ -7,10 +7,11 @@ but it starts the mean-square accumulator at 0 where TF1 starts it at 1, and
 its default epsilon is 1e-7 where TF1's is 1e-10. From 0, the first steps
 divide by `sqrt(0.1 g^2)` and move every weight by about `3 * lr` whatever
 its gradient; from 1 they move it by about `lr * g`. Over the demo's first
-few hundred steps the two are different optimisers (against
-`tf.compat.v1.train.RMSPropOptimizer` on random gradients of 1e-6 to 1, after
-6 steps Keras' weights were 5x as far from TF1's as TF1's from their start). `TF1RMSprop` is Keras' `RMSprop` with TF1's
-start and defaults, so a migrated script trains as the original did.
+few hundred steps the two are different optimisers: on random gradients of
+1e-6 to 1 (lr 1e-3, decay 0.9), after 6 steps Keras' weights were 5x as far
+from `tf.compat.v1.train.RMSPropOptimizer`'s as those were from the start.
+`TF1RMSprop` is Keras' `RMSprop` with TF1's start and defaults, so a migrated
+script trains as the original did.
 
 (Adam needs no class: Keras' `Adam` is TF1's update exactly, given TF1's
 epsilon, `keras.optimizers.Adam(learning_rate, epsilon=1e-8)`.)
