@@ -16,28 +16,15 @@ script trains as the original did.
 (Adam needs no class: Keras' `Adam` is TF1's update exactly, given TF1's
 epsilon, `keras.optimizers.Adam(learning_rate, epsilon=1e-8)`.)
 """
-import math
-import numbers
-
 import keras
+
+from ind_rnn import _checks
 
 # TF1's RMSPropOptimizer defaults.
 TF1_RHO = 0.9
 TF1_EPSILON = 1e-10
 # The TF1 accumulator that starts at 1: Keras' RMSprop names it "velocity".
 _MEAN_SQUARE_SLOT = "velocity"
-
-
-def _check_number(argument, value, low, high, high_included):
-    """`value` as a float in [low, high] or [low, high); a ValueError/TypeError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{argument}` must be a number, got {value!r} "
-                        f"({type(value).__name__}).")
-    inside = low <= value and (value <= high if high_included else value < high)
-    if not inside:  # NaN too
-        bracket = "]" if high_included else ")"
-        raise ValueError(f"`{argument}` must be in [{low}, {high}{bracket}, got {value!r}.")
-    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="dilated_rnn")
@@ -54,16 +41,17 @@ class TF1RMSprop(keras.optimizers.RMSprop):
 
     Args:
         learning_rate: a float or a `keras.optimizers.schedules.LearningRateSchedule`.
-        rho: TF1's `decay`, the mean square's discount, in [0, 1] (default 0.9).
-        momentum: in [0, inf) (default 0).
-        epsilon: added to the mean square under the root, in [0, inf) (TF1's
+        rho: TF1's `decay`, the mean square's discount, in [0, 1) (default 0.9).
+        momentum: a number >= 0 (default 0).
+        epsilon: added to the mean square under the root, a number >= 0 (TF1's
             default 1e-10).
         centered: divide by the variance estimate (TF1's `centered`).
         **kwargs: Keras' optimizer arguments (`clipnorm`, `global_clipnorm`, `name`, ...).
 
     Raises:
         TypeError / ValueError: for a `rho`, `momentum` or `epsilon` that is not a
-            number in its range (the message names the argument and the value).
+            number in its range, or a `centered` that is not a bool (the message names
+            the argument, what is allowed and the value).
 
     Example:
         >>> import keras, dilated_rnn
@@ -75,13 +63,10 @@ class TF1RMSprop(keras.optimizers.RMSprop):
 
     def __init__(self, learning_rate=0.001, rho=TF1_RHO, momentum=0.0, epsilon=TF1_EPSILON,
                  centered=False, name="tf1_rmsprop", **kwargs):
-        if not isinstance(centered, bool):
-            raise TypeError(f"`centered` must be True or False, got {centered!r}.")
-        super().__init__(learning_rate=learning_rate,
-                         rho=_check_number("rho", rho, 0.0, 1.0, True),
-                         momentum=_check_number("momentum", momentum, 0.0, math.inf, False),
-                         epsilon=_check_number("epsilon", epsilon, 0.0, math.inf, False),
-                         centered=centered, name=name, **kwargs)
+        super().__init__(learning_rate=learning_rate, rho=_checks.rate("rho", rho),
+                         momentum=_checks.non_negative_number("momentum", momentum),
+                         epsilon=_checks.non_negative_number("epsilon", epsilon),
+                         centered=_checks.boolean("centered", centered), name=name, **kwargs)
 
     def add_variable_from_reference(self, reference_variable, name=None, initializer="zeros"):
         # RMSprop.build makes its slots here (Keras 3.0 through today): TF1's

@@ -156,9 +156,9 @@ def test_tf1_rmsprop_saves_and_loads_with_the_model(tmp_path):
 
 
 @pytest.mark.parametrize("arguments,words", [
-    ({"rho": 1.5}, ["`rho`", "[0.0, 1.0]", "1.5"]),
-    ({"rho": "0.9"}, ["`rho`", "number", "'0.9'"]),
-    ({"momentum": -0.1}, ["`momentum`", "[0.0, inf)", "-0.1"]),
+    ({"rho": 1.5}, ["`rho`", "[0, 1)", "1.5"]),
+    ({"rho": "0.9"}, ["`rho`", "a float", "'0.9'"]),
+    ({"momentum": -0.1}, ["`momentum`", "a number >= 0", "-0.1"]),
     ({"epsilon": float("nan")}, ["`epsilon`", "nan"]),
     ({"centered": "yes"}, ["`centered`", "True or False", "'yes'"]),
 ])
