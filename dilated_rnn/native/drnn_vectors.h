@@ -102,10 +102,14 @@ struct Sigmoid {
     const Packet e = pmul(poly, preinterpret<Packet>(power_bits));
     return pselect(below, pzero(e), pdiv(e, padd(one, e)));
   }
+  // Single values (where Eigen's loops peel elements to reach an aligned
+  // address, and a run's last elements) go through the same packet code, so
+  // that every element gets the same bits whatever its buffer's alignment:
+  // a scalar formula (std::exp) gave other last bits, on elements that moved
+  // with malloc's alignment from run to run at AVX-512's 64-byte packets.
   float operator()(float x) const {
-    if (!(x >= -87.33f)) return x < 0 ? 0.0f : x;  // -inf, below: 0; NaN stays
-    const float e = std::exp(std::min(x, 16.6355324f));
-    return e / (1.0f + e);
+    using Packet = typename Eigen::internal::packet_traits<float>::type;
+    return Eigen::internal::pfirst(packetOp(Eigen::internal::pset1<Packet>(x)));
   }
 };
 
