@@ -31,59 +31,98 @@ struct Term {
   const Packed<T>* b;
 };
 
+// Accumulator slots for F full vectors (at least one, so that F = 0 stays a
+// valid array bound; the unused slot is never read).
+template <int F>
+constexpr int Slots() { return F > 0 ? F : 1; }
+
 // The register tile's step, shared by the products and the weight
-// gradients: acc[r][q] += s[r * s_stride] * v[q * lanes ...] for r < R, q < C,
-// the C vectors of v loaded once for the R broadcasts.
-template <typename T, int R, int C, typename Vector>
-__attribute__((always_inline)) inline void TileUpdate(Vector (&acc)[R][C], const T* s,
+// gradients: acc[r][q] += s[r * s_stride] * v[q * lanes ...] for r < R and
+// the F full vectors q < F, and tail[r] += the same times the last vector
+// (TailBytes wide: the native width, or narrower where the tile's last
+// columns are a partial vector; see TailBytesFor). The vectors of v are
+// loaded once for the R broadcasts.
+template <typename T, int R, int F, typename Vector, typename Tail>
+__attribute__((always_inline)) inline void TileUpdate(Vector (&acc)[R][Slots<F>()],
+                                                      Tail (&tail)[R], const T* s,
                                                       Index s_stride, const T* v) {
   constexpr Index lanes = Lanes<T>();
-  Vector column[C];
+  Vector column[Slots<F>()];
+  Tail last;
 #pragma GCC unroll 16
-  for (int q = 0; q < C; ++q) std::memcpy(&column[q], v + q * lanes, sizeof(Vector));
+  for (int q = 0; q < F; ++q) std::memcpy(&column[q], v + q * lanes, sizeof(Vector));
+  std::memcpy(&last, v + F * lanes, sizeof(Tail));
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     const T x = s[r * s_stride];
 #pragma GCC unroll 16
-    for (int q = 0; q < C; ++q) acc[r][q] += x * column[q];
+    for (int q = 0; q < F; ++q) acc[r][q] += x * column[q];
+    tail[r] += x * last;
   }
 }
 
+// How many bytes a tile's last column vector takes for the `width` lanes
+// left in it: with AVX-512, the narrowest of 16, 32 and 64 bytes that holds
+// them; elsewhere the native width. On Zen 4 a 512-bit operation takes a
+// 256-bit pipe for two cycles, so a row of 20 floats (16 + 4) cost 4 pipe
+// cycles per multiply-add in two 512-bit vectors and costs 3 with a 16-byte
+// tail; on CPUs with 512-bit units the narrower tail costs the same. Every
+// lane sums the same products in the same order: the bits do not change.
+template <typename T>
+Index TailBytesFor(Index width) {
+  const Index bytes = width * static_cast<Index>(sizeof(T));
+  if (kVectorBytes < 64) return kVectorBytes;
+  return bytes <= 16 ? 16 : bytes <= 32 ? 32 : kVectorBytes;
+}
+
 // The products' register tile: rows [i, i + R) by the C vectors of columns
-// from c, R * C accumulators held in registers across the whole sum (the
-// unroll pragmas keep GCC from spilling the arrays to memory); each step
-// of the sum loads C vectors of b's row and broadcasts R elements of a. The
-// sum runs over the terms in turn (their b's have the same columns).
-template <typename T, int R, int C>
+// from c (the last one TailBytes wide), R * C accumulators held in registers
+// across the whole sum (the unroll pragmas keep GCC from spilling the arrays
+// to memory); each step of the sum loads C vectors of b's row and broadcasts
+// R elements of a. The sum runs over the terms in turn (their b's have the
+// same columns).
+template <typename T, int R, int C, Index TailBytes>
 inline void ProductTile(const Term<T>* terms, int count, Strided<T> init, T* out,
                         Index out_stride, Index i, Index c, bool accumulate) {
   typedef T Vector __attribute__((vector_size(kVectorBytes)));
-  constexpr Index lanes = Lanes<T>();
+  typedef T Tail __attribute__((vector_size(TailBytes)));
+  constexpr Index lanes = Lanes<T>(), tail_lanes = TailBytes / sizeof(T);
+  constexpr int F = C - 1;  // full vectors before the tail
   const Index n = terms[0].b->cols;
-  Vector acc[R][C];
+  Vector acc[R][Slots<F>()];
+  Tail tail[R];
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 16
-    for (int q = 0; q < C; ++q) acc[r][q] = Vector{};
+    for (int q = 0; q < Slots<F>(); ++q) acc[r][q] = Vector{};
+    tail[r] = Tail{};
+  }
   for (int term = 0; term < count; ++term) {
     const Packed<T>& b = *terms[term].b;
     const Strided<T> a = terms[term].a;
     const T* bp = b.data.data() + c;
     const T* ap = a.p + i * a.stride;
     for (Index p = 0; p < b.rows; ++p)
-      TileUpdate<T, R, C>(acc, ap + p, a.stride, bp + p * b.stride);
+      TileUpdate<T, R, F>(acc, tail, ap + p, a.stride, bp + p * b.stride);
   }
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
+    T* o = out + (i + r) * out_stride;
+    const T* init_row = init.p + (i + r) * init.stride;
 #pragma GCC unroll 16
-    for (int q = 0; q < C; ++q) {
+    for (int q = 0; q < F; ++q) {
       const Index col = c + q * lanes, width = std::min(lanes, n - col);
-      T* o = out + (i + r) * out_stride + col;
       Vector v = acc[r][q];
-      if (init.p != nullptr) v += Lane<T>::Load(init.p + (i + r) * init.stride + col, width);
-      if (accumulate) v += Lane<T>::Load(o, width);
-      Lane<T>::Store(o, v, width);
+      if (init.p != nullptr) v += Lane<T>::Load(init_row + col, width);
+      if (accumulate) v += Lane<T>::Load(o + col, width);
+      Lane<T>::Store(o + col, v, width);
     }
+    const Index col = c + F * lanes, width = std::min(tail_lanes, n - col);
+    Tail v = tail[r];
+    if (init.p != nullptr) v += Lane<T, TailBytes>::Load(init_row + col, width);
+    if (accumulate) v += Lane<T, TailBytes>::Load(o + col, width);
+    Lane<T, TailBytes>::Store(o + col, v, width);
+  }
 }
 
 // Rows as tall as the registers allow for C vectors of columns.
@@ -107,19 +146,33 @@ constexpr int TileRowsFor() {
 constexpr int kMaxTileVectors = kRegisters >= 32 ? 5 : 3;
 
 // Rows in tiles of R, then 4, 2 and 1 (16 rows of R = 6: 6, 6, 4).
-template <typename T, int C>
-void ProductColumns(const Term<T>* terms, int count, Strided<T> init, T* out,
-                    Index out_stride, Index m, Index c, bool accumulate) {
+template <typename T, int C, Index TailBytes>
+void ProductRows(const Term<T>* terms, int count, Strided<T> init, T* out, Index out_stride,
+                 Index m, Index c, bool accumulate) {
   constexpr int R = TileRowsFor<C>();
   Index i = 0;
   for (; i + R <= m; i += R)
-    ProductTile<T, R, C>(terms, count, init, out, out_stride, i, c, accumulate);
+    ProductTile<T, R, C, TailBytes>(terms, count, init, out, out_stride, i, c, accumulate);
   if constexpr (R > 4)
     for (; i + 4 <= m; i += 4)
-      ProductTile<T, 4, C>(terms, count, init, out, out_stride, i, c, accumulate);
+      ProductTile<T, 4, C, TailBytes>(terms, count, init, out, out_stride, i, c, accumulate);
   for (; i + 2 <= m; i += 2)
-    ProductTile<T, 2, C>(terms, count, init, out, out_stride, i, c, accumulate);
-  for (; i < m; ++i) ProductTile<T, 1, C>(terms, count, init, out, out_stride, i, c, accumulate);
+    ProductTile<T, 2, C, TailBytes>(terms, count, init, out, out_stride, i, c, accumulate);
+  for (; i < m; ++i)
+    ProductTile<T, 1, C, TailBytes>(terms, count, init, out, out_stride, i, c, accumulate);
+}
+
+// The same with the last vector `tail_bytes` wide (TailBytesFor).
+template <typename T, int C>
+void ProductColumns(const Term<T>* terms, int count, Strided<T> init, T* out,
+                    Index out_stride, Index m, Index c, bool accumulate, Index tail_bytes) {
+  if constexpr (kVectorBytes == 64) {
+    if (tail_bytes == 16)
+      return ProductRows<T, C, 16>(terms, count, init, out, out_stride, m, c, accumulate);
+    if (tail_bytes == 32)
+      return ProductRows<T, C, 32>(terms, count, init, out, out_stride, m, c, accumulate);
+  }
+  ProductRows<T, C, kVectorBytes>(terms, count, init, out, out_stride, m, c, accumulate);
 }
 
 // How many column vectors the next tile takes when `left` remain: as many as
@@ -140,17 +193,26 @@ template <typename T>
 void ProductSum(const Term<T>* terms, int count, Strided<T> init, T* out, Index out_stride,
                 Index m, bool accumulate) {
   constexpr Index lanes = Lanes<T>();
-  const Index chunks = (terms[0].b->cols + lanes - 1) / lanes;
+  const Index n = terms[0].b->cols, chunks = (n + lanes - 1) / lanes;
   for (Index q = 0; q < chunks;) {
     const int take = TakeVectors(chunks - q);
     const Index c = q * lanes;
+    // The group's last vector: a partial one only in the last group.
+    const Index tail = q + take == chunks ? TailBytesFor<T>(n - (chunks - 1) * lanes)
+                                          : kVectorBytes;
     switch (take) {
-      case 1: ProductColumns<T, 1>(terms, count, init, out, out_stride, m, c, accumulate); break;
-      case 2: ProductColumns<T, 2>(terms, count, init, out, out_stride, m, c, accumulate); break;
-      case 3: ProductColumns<T, 3>(terms, count, init, out, out_stride, m, c, accumulate); break;
+      case 1: ProductColumns<T, 1>(terms, count, init, out, out_stride, m, c, accumulate, tail);
+        break;
+      case 2: ProductColumns<T, 2>(terms, count, init, out, out_stride, m, c, accumulate, tail);
+        break;
+      case 3: ProductColumns<T, 3>(terms, count, init, out, out_stride, m, c, accumulate, tail);
+        break;
 #if defined(__AVX512F__) || defined(__aarch64__)
-      case 4: ProductColumns<T, 4>(terms, count, init, out, out_stride, m, c, accumulate); break;
-      default: ProductColumns<T, 5>(terms, count, init, out, out_stride, m, c, accumulate); break;
+      case 4: ProductColumns<T, 4>(terms, count, init, out, out_stride, m, c, accumulate, tail);
+        break;
+      default:
+        ProductColumns<T, 5>(terms, count, init, out, out_stride, m, c, accumulate, tail);
+        break;
 #else
       default: break;  // TakeVectors never takes more than 3 here
 #endif
@@ -168,32 +230,42 @@ void Product(Strided<T> a, const Packed<T>& b, Strided<T> init, T* out,
 }
 
 // out[p0 + r, c + q * lanes ...] += sum_i a[i, p0 + r] * b[i, c + q * lanes ...]
-// for r < R, q < C: R * C accumulators stay in registers while the rows
-// stream by, each row's C vectors of b loaded once for R broadcasts of a. Every
-// output element sums its products over i in order (one FMA chain a lane), so
-// the tile's shape changes no bits.
-template <typename T, int R, int C>
+// for r < R, q < C (the last vector TailBytes wide): R * C accumulators stay
+// in registers while the rows stream by, each row's C vectors of b loaded
+// once for R broadcasts of a. Every output element sums its products over i
+// in order (one FMA chain a lane), so the tile's shape changes no bits.
+template <typename T, int R, int C, Index TailBytes>
 void AddOuterTile(Strided<T> a, Index p0, Strided<T> b, Index c, T* out, Index out_stride,
                   Index m) {
   typedef T Vector __attribute__((vector_size(kVectorBytes)));
+  typedef T Tail __attribute__((vector_size(TailBytes)));
   constexpr Index lanes = Lanes<T>();
-  Vector acc[R][C];
+  constexpr int F = C - 1;  // full vectors before the tail
+  Vector acc[R][Slots<F>()];
+  Tail tail[R];
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 16
-    for (int q = 0; q < C; ++q) acc[r][q] = Vector{};
+    for (int q = 0; q < Slots<F>(); ++q) acc[r][q] = Vector{};
+    tail[r] = Tail{};
+  }
   for (Index i = 0; i < m; ++i)
-    TileUpdate<T, R, C>(acc, a.p + i * a.stride + p0, 1, b.p + i * b.stride + c);
+    TileUpdate<T, R, F>(acc, tail, a.p + i * a.stride + p0, 1, b.p + i * b.stride + c);
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
+    T* o = out + (p0 + r) * out_stride + c;
 #pragma GCC unroll 16
-    for (int q = 0; q < C; ++q) {
-      T* o = out + (p0 + r) * out_stride + c + q * lanes;
+    for (int q = 0; q < F; ++q) {
       Vector v;
-      std::memcpy(&v, o, sizeof(v));
+      std::memcpy(&v, o + q * lanes, sizeof(v));
       v += acc[r][q];
-      std::memcpy(o, &v, sizeof(v));
+      std::memcpy(o + q * lanes, &v, sizeof(v));
     }
+    Tail v;
+    std::memcpy(&v, o + F * lanes, sizeof(v));
+    v += tail[r];
+    std::memcpy(o + F * lanes, &v, sizeof(v));
+  }
 }
 
 // Rows of a in tiles of R (then 2 and 1) for C vectors of columns from c.
@@ -205,36 +277,54 @@ constexpr int kOuterRows = 5;
 constexpr int kOuterVectors = kRegisters >= 32 ? 3 : 2;
 constexpr int kOuterWideVectors = 8;
 
+template <typename T, int C, Index TailBytes>
+void AddOuterRows(Strided<T> a, Index k, Strided<T> b, Index c, T* out, Index out_stride,
+                  Index m) {
+  if (k == 1) return AddOuterTile<T, 1, C, TailBytes>(a, 0, b, c, out, out_stride, m);
+  if constexpr (C <= kOuterVectors) {
+    Index p = 0;
+    for (; p + kOuterRows <= k; p += kOuterRows)
+      AddOuterTile<T, kOuterRows, C, TailBytes>(a, p, b, c, out, out_stride, m);
+    for (; p + 2 <= k; p += 2) AddOuterTile<T, 2, C, TailBytes>(a, p, b, c, out, out_stride, m);
+    for (; p < k; ++p) AddOuterTile<T, 1, C, TailBytes>(a, p, b, c, out, out_stride, m);
+  }
+}
+
+// The same with the last vector `tail_bytes` wide (TailBytesFor).
 template <typename T, int C>
 void AddOuterColumns(Strided<T> a, Index k, Strided<T> b, Index c, T* out, Index out_stride,
-                     Index m) {
-  Index p = 0;
-  for (; p + kOuterRows <= k; p += kOuterRows)
-    AddOuterTile<T, kOuterRows, C>(a, p, b, c, out, out_stride, m);
-  for (; p + 2 <= k; p += 2) AddOuterTile<T, 2, C>(a, p, b, c, out, out_stride, m);
-  for (; p < k; ++p) AddOuterTile<T, 1, C>(a, p, b, c, out, out_stride, m);
+                     Index m, Index tail_bytes) {
+  if constexpr (kVectorBytes == 64) {
+    if (tail_bytes == 16) return AddOuterRows<T, C, 16>(a, k, b, c, out, out_stride, m);
+    if (tail_bytes == 32) return AddOuterRows<T, C, 32>(a, k, b, c, out, out_stride, m);
+  }
+  AddOuterRows<T, C, kVectorBytes>(a, k, b, c, out, out_stride, m);
 }
 
 // out[p, :] += sum_i a[i, p] * b[i, :n] for p < k, i < m: a weight gradient.
 // `out` is [k, Padded(n)]; b's rows must be readable a whole vector past n.
+// Columns in groups of C vectors (8, 4, 2, 1 for a one-row a; 3 or 2, then
+// 1 otherwise); the group holding the last vector takes its tail width.
 template <typename T>
 void AddOuter(Strided<T> a, Index k, Strided<T> b, Index n, T* out, Index m) {
   constexpr Index lanes = Lanes<T>();
   const Index stride = Padded<T>(n), chunks = stride / lanes;
+  const Index last_tail = TailBytesFor<T>(n - (chunks - 1) * lanes);
   Index q = 0;
+  const auto tail = [&](int take) { return q + take == chunks ? last_tail : kVectorBytes; };
   if (k == 1) {
     for (; q + kOuterWideVectors <= chunks; q += kOuterWideVectors)
-      AddOuterTile<T, 1, kOuterWideVectors>(a, 0, b, q * lanes, out, stride, m);
-    for (; q + 4 <= chunks; q += 4) AddOuterTile<T, 1, 4>(a, 0, b, q * lanes, out, stride, m);
-    for (; q + 2 <= chunks; q += 2) AddOuterTile<T, 1, 2>(a, 0, b, q * lanes, out, stride, m);
-    for (; q < chunks; ++q) AddOuterTile<T, 1, 1>(a, 0, b, q * lanes, out, stride, m);
-    return;
+      AddOuterColumns<T, kOuterWideVectors>(a, k, b, q * lanes, out, stride, m,
+                                            tail(kOuterWideVectors));
+    for (; q + 4 <= chunks; q += 4)
+      AddOuterColumns<T, 4>(a, k, b, q * lanes, out, stride, m, tail(4));
   }
   for (; q + kOuterVectors <= chunks; q += kOuterVectors)
-    AddOuterColumns<T, kOuterVectors>(a, k, b, q * lanes, out, stride, m);
+    AddOuterColumns<T, kOuterVectors>(a, k, b, q * lanes, out, stride, m, tail(kOuterVectors));
   if constexpr (kOuterVectors > 2)
-    for (; q + 2 <= chunks; q += 2) AddOuterColumns<T, 2>(a, k, b, q * lanes, out, stride, m);
-  for (; q < chunks; ++q) AddOuterColumns<T, 1>(a, k, b, q * lanes, out, stride, m);
+    for (; q + 2 <= chunks; q += 2)
+      AddOuterColumns<T, 2>(a, k, b, q * lanes, out, stride, m, tail(2));
+  for (; q < chunks; ++q) AddOuterColumns<T, 1>(a, k, b, q * lanes, out, stride, m, tail(1));
 }
 
 }  // namespace

@@ -149,41 +149,48 @@ struct Strided {  // rows of a row-major matrix: element (i, j) at p[i * stride 
   Index stride;
 };
 
-// The first `width` lanes of a vector: loaded (zero beyond) or stored
-// (memory beyond untouched). A partial vector (the last chunk of a row of
-// 20 units is 4 of 8 or 16 lanes) moves as at most log2(lanes) pieces of
-// fixed, halving sizes (one 16-byte move for 4 of 8 floats), never element
-// by element; AVX-512 has masked instructions for it.
-template <typename T>
+// The first `width` lanes of a vector of `Bytes` bytes (the native width, or
+// a narrower tile tail): loaded (zero beyond) or stored (memory beyond
+// untouched). A partial vector (the last chunk of a row of 20 units is 4 of
+// 8 or 16 lanes) moves as at most log2(lanes) pieces of fixed, halving sizes
+// (one 16-byte move for 4 of 8 floats), never element by element; AVX-512 has
+// masked instructions for its full width.
+template <typename T, Index Bytes = kVectorBytes>
 struct Lane {
-  typedef T Vector __attribute__((vector_size(kVectorBytes)));
-  template <Index Bytes>
+  typedef T Vector __attribute__((vector_size(Bytes)));
+  template <Index Piece>
   static void Pieces(char* to, const char* from, Index bytes, Index offset) {
-    if constexpr (Bytes >= static_cast<Index>(sizeof(T))) {
-      if (bytes - offset >= Bytes) {
-        std::memcpy(to + offset, from + offset, Bytes);
-        offset += Bytes;
+    if constexpr (Piece >= static_cast<Index>(sizeof(T))) {
+      if (bytes - offset >= Piece) {
+        std::memcpy(to + offset, from + offset, Piece);
+        offset += Piece;
       }
-      Pieces<Bytes / 2>(to, from, bytes, offset);
+      Pieces<Piece / 2>(to, from, bytes, offset);
     }
   }
   static Vector Load(const T* p, Index width) {
     Vector v;
-    if (width == Lanes<T>()) { std::memcpy(&v, p, sizeof(v)); return v; }
+    if (width * static_cast<Index>(sizeof(T)) == Bytes) {
+      std::memcpy(&v, p, sizeof(v));
+      return v;
+    }
     v = Vector{};
-    Pieces<kVectorBytes / 2>(reinterpret_cast<char*>(&v), reinterpret_cast<const char*>(p),
-                             width * static_cast<Index>(sizeof(T)), 0);
+    Pieces<Bytes / 2>(reinterpret_cast<char*>(&v), reinterpret_cast<const char*>(p),
+                      width * static_cast<Index>(sizeof(T)), 0);
     return v;
   }
   static void Store(T* p, Vector v, Index width) {
-    if (width == Lanes<T>()) { std::memcpy(p, &v, sizeof(v)); return; }
-    Pieces<kVectorBytes / 2>(reinterpret_cast<char*>(p), reinterpret_cast<const char*>(&v),
-                             width * static_cast<Index>(sizeof(T)), 0);
+    if (width * static_cast<Index>(sizeof(T)) == Bytes) {
+      std::memcpy(p, &v, sizeof(v));
+      return;
+    }
+    Pieces<Bytes / 2>(reinterpret_cast<char*>(p), reinterpret_cast<const char*>(&v),
+                      width * static_cast<Index>(sizeof(T)), 0);
   }
 };
 #ifdef __AVX512F__
 template <>
-struct Lane<float> {
+struct Lane<float, 64> {
   typedef float Vector __attribute__((vector_size(kVectorBytes)));
   static __mmask16 Mask(Index width) { return static_cast<__mmask16>((1u << width) - 1); }
   static Vector Load(const float* p, Index width) {
@@ -194,7 +201,7 @@ struct Lane<float> {
   }
 };
 template <>
-struct Lane<double> {
+struct Lane<double, 64> {
   typedef double Vector __attribute__((vector_size(kVectorBytes)));
   static __mmask8 Mask(Index width) { return static_cast<__mmask8>((1u << width) - 1); }
   static Vector Load(const double* p, Index width) {
