@@ -39,7 +39,8 @@ def available(dtype):
             and load() is not None)
 
 
-def sequence(kind, inputs, input_kernel, bias, kernels, mask=None, forget_bias=1.0, rate=1):
+def sequence(kind, inputs, input_kernel, bias, kernels, mask=None, forget_bias=1.0, rate=1,
+             phases=None):
     """Runs a dilated recurrence with the fused C++ kernels.
 
     Like `dilated_rnn.kernels.fused_sequence`, but on the raw, undilated inputs
@@ -66,6 +67,13 @@ def sequence(kind, inputs, input_kernel, bias, kernels, mask=None, forget_bias=1
         mask: `None` or boolean `[time, batch]`; masked steps keep the state.
         forget_bias: added to the LSTM's forget gate.
         rate: the dilation.
+        phases: `None`, or the phases (ints in `[0, rate)`) whose outputs
+            are read: the others' gradients must be zero (nothing may read
+            them), as in a stack whose caller reads only some outputs
+            (`dilated_rnn.dilation.phases_read`). The kernels then skip each
+            other phase whose inputs (and the weights) are all finite: its
+            states are zeros. Any other phase is computed, so that NaN and
+            inf reach the gradients as they do without `phases`.
 
     Returns:
         The hidden states `[time, batch, units]`: state `t` follows from
@@ -76,18 +84,21 @@ def sequence(kind, inputs, input_kernel, bias, kernels, mask=None, forget_bias=1
                  else tf.zeros([0, 0], inputs.dtype))
     attrs = dict(cell=kind, forget_bias=forget_bias,
                  has_mask=mask is not None, rate=rate)
+    read = [] if phases is None else sorted(int(q) for q in phases)
     mask = tf.zeros([0], tf.bool) if mask is None else mask
 
     @tf.custom_gradient
     def run(inputs, input_kernel, bias, kernel, candidate):
-        hidden, cells, gates, finite = ops.dilated_rnn_forward(
-            inputs, input_kernel, bias, kernel, candidate, mask, **attrs)
+        hidden, cells, gates, finite, computed = ops.dilated_rnn_forward(
+            inputs, input_kernel, bias, kernel, candidate, mask, phases=read,
+            **attrs)
 
         def grad(d_hidden):
-            # `finite` says which rows may skip their zero gradients exactly.
+            # `finite` says which rows may skip their zero gradients exactly,
+            # `computed` which phases the forward pass computed.
             return tuple(ops.dilated_rnn_backward(
                 inputs, input_kernel, bias, kernel, candidate, mask, hidden,
-                cells, gates, finite, d_hidden, **attrs))
+                cells, gates, finite, computed, d_hidden, **attrs))
 
         return hidden, grad
 

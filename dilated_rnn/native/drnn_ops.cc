@@ -22,7 +22,9 @@
 //
 // The backward pass starts each tile at the last step that a nonzero
 // gradient reaches (BackwardTile): a loss that reads only some outputs leaves
-// most rows of a stack's upper layers with exactly zero gradients.
+// most rows of a stack's upper layers with exactly zero gradients. Given
+// the phases its caller reads (attr `phases`), the forward op also skips the
+// phases whose outputs nothing reads (drnn_phases.h), forward and backward.
 //
 // The maths is that of dilated_rnn/kernels.py; the Python tests compare the
 // two and both against independent references.
@@ -30,15 +32,18 @@
 // The code is in this file and the headers beside it, one translation unit:
 // drnn_vectors.h (native-width vectors, the sigmoid, streaming stores),
 // drnn_products.h (the register-tiled products), drnn_forward.h (the cells,
-// the Problem, the forward tile) and drnn_backward.h (the backward tile);
+// the Problem, the forward tile), drnn_backward.h (the backward tile) and
+// drnn_phases.h (which phases are computed);
 // this file reads the op's inputs, cuts the rows into tiles and registers the
 // ops. The build's cache key covers the headers too (native/build.py).
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "drnn_backward.h"
+#include "drnn_phases.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -142,37 +147,55 @@ void ReadProblem(OpKernelContext* context, Cell cell, bool has_mask, float forge
   }
 }
 
-// How the rows are cut: tiles of `tile_rows`, grouped into `parts`
-// contiguous ranges (a part's tiles run in order on one thread, with their
-// own weight-gradient sums).
+// How the rows are cut: tiles of at most `tile_rows` within each range (a
+// tile never mixes computed and skipped rows), grouped into `parts`
+// contiguous runs of tiles (a part's tiles run in order on one thread, with
+// their own weight-gradient sums).
 struct Split {
-  Index tile_rows, tiles, parts;
+  std::vector<RowRange> tiles;  // (first row, rows)
+  Index parts;
 };
 
-Split SplitRows(OpKernelContext* context, Index rows) {
+Split SplitRows(OpKernelContext* context, const std::vector<RowRange>& ranges) {
+  Index rows = 0;
+  for (const auto& range : ranges) rows += range.second - range.first;
   const Index threads = context->device()->tensorflow_cpu_worker_threads()->num_threads;
   const Index wanted = std::max<Index>(1, kTilesPerThread * threads);
   Index tile_rows = (rows + wanted - 1) / wanted;
   tile_rows = std::min(kTileRows, std::max(kMinTileRows, (tile_rows + 7) / 8 * 8));
-  const Index tiles = (rows + tile_rows - 1) / tile_rows;
-  return {tile_rows, tiles, std::max<Index>(1, std::min(tiles, wanted))};
+  Split split;
+  for (const auto& range : ranges)
+    for (Index first = range.first; first < range.second; first += tile_rows)
+      split.tiles.push_back({first, std::min(tile_rows, range.second - first)});
+  split.parts = std::max<Index>(1, std::min<Index>(split.tiles.size(), wanted));
+  return split;
 }
 
 // Runs `work(part, first_row, rows)` for every tile on the CPU thread pool;
 // `cost_per_row` is a rough count of flops for the sharder.
 template <typename Work>
-void RunParts(OpKernelContext* context, Index rows, const Split& split, Index cost_per_row,
-              Work work) {
+void RunParts(OpKernelContext* context, const Split& split, Index cost_per_row, Work work) {
   auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
+  const Index tiles = split.tiles.size();
+  Index rows = 0;
+  for (const auto& tile : split.tiles) rows += tile.second;
   tensorflow::Shard(workers->NumThreads(), workers, split.parts,
                     cost_per_row * rows / split.parts, [&](int64_t begin, int64_t end) {
                       for (Index part = begin; part < end; ++part)
-                        for (Index tile = split.tiles * part / split.parts;
-                             tile < split.tiles * (part + 1) / split.parts; ++tile) {
-                          const Index first = tile * split.tile_rows;
-                          work(part, first, std::min(split.tile_rows, rows - first));
-                        }
+                        for (Index tile = tiles * part / split.parts;
+                             tile < tiles * (part + 1) / split.parts; ++tile)
+                          work(part, split.tiles[tile].first, split.tiles[tile].second);
                     });
+}
+
+// Runs `work(begin, end)` over ranges of `steps` dilated steps on the CPU
+// thread pool; `cost_per_step` is a rough count of operations.
+auto StepsOnThreads(OpKernelContext* context, Index steps) {
+  return [context, steps](Index cost_per_step, auto work) {
+    auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
+    tensorflow::Shard(workers->NumThreads(), workers, steps, cost_per_step,
+                      [&](int64_t begin, int64_t end) { work(begin, end); });
+  };
 }
 
 class Attributes {
@@ -196,7 +219,12 @@ class Attributes {
 template <typename T>
 class ForwardOp : public OpKernel, Attributes {
  public:
-  explicit ForwardOp(OpKernelConstruction* context) : OpKernel(context), Attributes(context) {}
+  explicit ForwardOp(OpKernelConstruction* context) : OpKernel(context), Attributes(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("phases", &phases_));
+    for (int phase : phases_)
+      OP_REQUIRES(context, phase >= 0 && phase < rate_,
+                  absl::InvalidArgumentError("phases must be in [0, rate)"));
+  }
 
   void Compute(OpKernelContext* context) override {
     Problem<T> p;
@@ -219,12 +247,25 @@ class ForwardOp : public OpKernel, Attributes {
     T* cells_data = cells->flat<T>().data();
     T* gates_data = gates->flat<T>().data();
     bool* finite_data = finite->flat<bool>().data();
-    RunParts(context, p.rows, SplitRows(context, p.rows),
-             p.steps * p.width() * (p.depth + p.units + 10),
+    Tensor* computed = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(4, TensorShape({p.rate}), &computed));
+    const auto for_steps = StepsOnThreads(context, p.steps);
+    const std::vector<bool> phases = PhasesToCompute(p, phases_, for_steps);
+    std::copy(phases.begin(), phases.end(), computed->flat<bool>().data());
+    const auto ranges = RowRanges(p.batch, phases);
+    if (ranges.size() != 1 || ranges[0].second - ranges[0].first != p.rows) {
+      std::fill(finite_data, finite_data + p.rows, true);
+      ZeroSkippedRows(p, ranges, hidden_data, p.units, for_steps);
+      if (cell_ == Cell::kLstm) ZeroSkippedRows(p, ranges, cells_data, p.units, for_steps);
+    }
+    RunParts(context, SplitRows(context, ranges), p.steps * p.width() * (p.depth + p.units + 10),
              [&](Index, Index first, Index m) {
                ForwardTile(p, first, m, hidden_data, cells_data, gates_data, finite_data);
              });
   }
+
+ private:
+  std::vector<int> phases_;  // the phases the caller reads; empty: all
 };
 
 template <typename T>
@@ -240,16 +281,17 @@ class BackwardOp : public OpKernel, Attributes {
     const Tensor& cells = context->input(7);
     const Tensor& gates = context->input(8);
     const Tensor& finite = context->input(9);
-    const Tensor& grad_hidden = context->input(10);
+    const Tensor& computed = context->input(10);
+    const Tensor& grad_hidden = context->input(11);
     const TensorShape states_shape({p.time, p.batch, p.units});
     OP_REQUIRES(context,
                 hidden.shape() == states_shape && grad_hidden.shape() == states_shape &&
-                    finite.NumElements() == p.rows &&
+                    finite.NumElements() == p.rows && computed.NumElements() == p.rate &&
                     (cell_ != Cell::kLstm || cells.shape() == states_shape) &&
                     (cell_ == Cell::kRnn ||
                      gates.shape() == TensorShape({p.time, p.batch, p.width()})),
                 absl::InvalidArgumentError(
-                    "hidden, cells, gates, finite must be the forward op's outputs"));
+                    "hidden, cells, gates, finite, computed must be the forward op's outputs"));
     Tensor* outputs[5];
     const TensorShape shapes[5] = {
         context->input(0).shape(), context->input(1).shape(), context->input(2).shape(),
@@ -258,14 +300,18 @@ class BackwardOp : public OpKernel, Attributes {
     for (int k = 0; k < 5; ++k)
       OP_REQUIRES_OK(context, context->allocate_output(k, shapes[k], &outputs[k]));
 
-    const Split split = SplitRows(context, p.rows);
+    const bool* computed_data = computed.flat<bool>().data();
+    const auto ranges = RowRanges(p.batch, std::vector<bool>(computed_data, computed_data + p.rate));
+    const Split split = SplitRows(context, ranges);
     std::vector<Gradients<T>> grads(split.parts, Gradients<T>(p));
     const T* hidden_data = hidden.flat<T>().data();
     const T* cells_data = cell_ == Cell::kLstm ? cells.flat<T>().data() : nullptr;
     const T* gates_data = cell_ == Cell::kRnn ? nullptr : gates.flat<T>().data();
     const T* grad_data = grad_hidden.flat<T>().data();
     T* grad_inputs = outputs[0]->flat<T>().data();
-    RunParts(context, p.rows, split, p.steps * p.width() * (3 * (p.depth + p.units) + 20),
+    if (ranges.size() != 1 || ranges[0].second - ranges[0].first != p.rows)
+      ZeroSkippedRows(p, ranges, grad_inputs, p.depth, StepsOnThreads(context, p.steps));
+    RunParts(context, split, p.steps * p.width() * (3 * (p.depth + p.units) + 20),
              [&](Index part, Index first, Index m) {
                BackwardTile(p, first, m, hidden_data, cells_data, gates_data, grad_data,
                             finite.flat<bool>().data(), grad_inputs, &grads[part]);
@@ -302,6 +348,7 @@ REGISTER_OP("DilatedRnnForward")
     .Attr("forget_bias: float = 1.0")
     .Attr("has_mask: bool")
     .Attr("rate: int >= 1 = 1")
+    .Attr("phases: list(int) = []")  // the phases read (drnn_phases.h); []: all
     .Input("inputs: T")            // [time, batch, depth]
     .Input("input_kernel: T")      // [depth, gates * units]
     .Input("bias: T")              // [gates * units]
@@ -314,12 +361,13 @@ REGISTER_OP("DilatedRnnForward")
                                    // (for the backward op); RNN: [0]
     .Output("finite: bool")        // [rate * batch]: whether a dilated row's
                                    // inputs and states are all finite
+    .Output("computed: bool")      // [rate]: the phases computed (drnn_phases.h)
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
       auto inputs = c->input(0);
       auto kernel = c->input(3);
       auto input_kernel = c->input(1);
       if (!c->RankKnown(inputs) || !c->RankKnown(kernel) || !c->RankKnown(input_kernel)) {
-        for (int k = 0; k < 4; ++k) c->set_output(k, c->UnknownShape());
+        for (int k = 0; k < 5; ++k) c->set_output(k, c->UnknownShape());
         return absl::OkStatus();
       }
       auto states = c->MakeShape({c->Dim(inputs, 0), c->Dim(inputs, 1), c->Dim(kernel, 0)});
@@ -331,6 +379,7 @@ REGISTER_OP("DilatedRnnForward")
                                      : c->MakeShape({c->Dim(inputs, 0), c->Dim(inputs, 1),
                                                      c->Dim(input_kernel, 1)}));
       c->set_output(3, c->Vector(c->UnknownDim()));
+      c->set_output(4, c->Vector(c->UnknownDim()));
       return absl::OkStatus();
     });
 
@@ -350,6 +399,7 @@ REGISTER_OP("DilatedRnnBackward")
     .Input("cells: T")
     .Input("gates: T")
     .Input("finite: bool")
+    .Input("computed: bool")
     .Input("grad_hidden: T")            // [time, batch, units]
     .Output("grad_inputs: T")
     .Output("grad_input_kernel: T")
