@@ -146,7 +146,8 @@ def drnn_classification(x, hidden_structs, dilations, n_steps, n_classes,
 
     # The layers of multi_dRNN_with_dilations, kept time-major throughout.
     sequence = dilated_stack(cells, keras.ops.transpose(x, (1, 0, 2)),
-                             dilations, unique_layer_names(dilations))
+                             dilations, unique_layer_names(dilations),
+                             last_steps=dilations[0])
 
     # Last dilations[0] outputs, oldest first, side by side on features.
     fused = keras.ops.transpose(sequence[-dilations[0]:, :, :], (1, 0, 2))
@@ -154,10 +155,10 @@ def drnn_classification(x, hidden_structs, dilations, n_steps, n_classes,
     return output_layer(n_classes)(fused)
 
 
-def output_layer(n_classes, name="drnn_classification_output"):
+def output_layer(n_classes, name="drnn_classification_output", dtype=None):
     """The original's output layer: `x @ W + b`, W and b standard normal."""
     return keras.layers.Dense(
-        n_classes, name=name,
+        n_classes, name=name, dtype=dtype,
         kernel_initializer=keras.initializers.RandomNormal(stddev=1.0),
         bias_initializer=keras.initializers.RandomNormal(stddev=1.0))
 

@@ -1,6 +1,7 @@
 """`DilatedRNNClassifier`: the Keras-model twin of `drnn_classification`."""
 import keras
 
+from dilated_rnn import dilation
 from dilated_rnn._validation import check_positive_int
 from dilated_rnn.classification_models import output_layer
 from dilated_rnn.layers import DilatedRNN, last_valid_steps
@@ -47,12 +48,15 @@ class DilatedRNNClassifier(keras.Model):
                  implementation="auto", **kwargs):
         super().__init__(**kwargs)
         self.n_classes = check_positive_int("n_classes", n_classes)
+        # The model's dtype policy (`dtype=`) is its layers' too.
         self.drnn = DilatedRNN(
             hidden_structs, dilations, cell_type=cell_type,
             return_sequences=True, time_major=True,
-            implementation=implementation, name="dilated_rnn")
+            implementation=implementation, name="dilated_rnn",
+            dtype=self.dtype_policy)
         self.fused_steps = self.drnn.dilations[0]
-        self.output_layer = output_layer(self.n_classes, name="logits")
+        self.output_layer = output_layer(self.n_classes, name="logits",
+                                         dtype=self.dtype_policy)
         self.supports_masking = True  # it reads the mask; none goes out
 
     def build(self, input_shape):
@@ -64,7 +68,16 @@ class DilatedRNNClassifier(keras.Model):
         sequence = keras.ops.transpose(inputs, (1, 0, 2))
         if mask is not None:
             mask = keras.ops.transpose(mask)
-        sequence = self.drnn(sequence, mask=mask, training=training)
+        # Only the last `fused_steps` outputs are read: without a mask (whose
+        # last valid steps vary), the kernels skip the phases they do not
+        # depend on.
+        phases = None
+        if mask is None and sequence.shape[0] is not None:
+            phases = dilation.phases_read(sequence.shape[0],
+                                          self.drnn.dilations,
+                                          self.fused_steps)
+        sequence = self.drnn(sequence, mask=mask, training=training,
+                             phases=phases)
         return self.output_layer(
             last_valid_steps(sequence, mask, self.fused_steps))
 
