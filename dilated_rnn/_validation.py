@@ -13,9 +13,12 @@ def invalid(argument, expected, value):
         f"{expected}, got {value!r}.")
 
 
+def is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def is_positive_int(value):
-    return (isinstance(value, numbers.Integral)
-            and not isinstance(value, bool) and value >= 1)
+    return is_int(value) and value >= 1
 
 
 def check_positive_int(argument, value):

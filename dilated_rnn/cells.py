@@ -111,7 +111,8 @@ class _TF1Cell(keras.layers.Layer):
     def _recurrent(self):
         return tuple(self._cast(k) for k in self._recurrent_kernels())
 
-    def fused_sequence(self, inputs, mask=None, engine="while", rate=1):
+    def fused_sequence(self, inputs, mask=None, engine="while", rate=1,
+                       phases=None):
         """Runs the cell over a time-major sequence with a fused kernel.
 
         Args:
@@ -122,6 +123,9 @@ class _TF1Cell(keras.layers.Layer):
             rate: the dilation, which only the "native" engine applies
                 itself (reading the phases in place); the other engines run
                 an already dilated sequence, rate 1.
+            phases: "native" only: `None` (all) or the phases (in
+                `[0, rate)`) whose states are computed; the others are
+                zeros (see `dilated_rnn.dilation.phases_read`).
 
         Returns:
             The hidden-state sequence `[steps, batch, num_units]`, starting
@@ -132,7 +136,7 @@ class _TF1Cell(keras.layers.Layer):
             return native.sequence(
                 self._fused_kind, tf.cast(inputs, self.compute_dtype),
                 input_kernel, bias, self._recurrent(), mask,
-                rate=rate, **self._fused_options())
+                rate=rate, phases=phases, **self._fused_options())
         if rate != 1:
             raise ValueError(
                 "Received an invalid value for argument `rate`, expected 1 "

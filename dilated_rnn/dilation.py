@@ -96,8 +96,48 @@ def _pad_to_multiple(sequence, rate):
     return tf.pad(sequence, paddings)
 
 
+def phases_read(num_steps, dilations, last_steps):
+    """The phases of each layer that a stack's last outputs depend on.
+
+    Layer `k` (dilation `d_k`) computes `h_k(t)` from `h_k(t - d_k)` and
+    `h_{k-1}(t)`, so phase `q` of layer `k` reads only phase `q` of its own
+    outputs and, below it, the outputs at the times `t = q (mod d_k)`. A caller
+    that reads only the top layer's last `last_steps` outputs (a classifier)
+    needs, in each layer, only the phases that reach them: in the demo stack
+    (dilations 1, 2, ..., 256, the last output), one phase of each layer, so
+    the layers' forward work adds up to about two full layers instead of nine.
+
+    Args:
+        num_steps: the sequence length, an int.
+        dilations: the layers' dilations, bottom first.
+        last_steps: how many of the top layer's last outputs are read.
+
+    Returns:
+        A list, per layer, of the sorted phases needed, or of `None` where
+        all of them are.
+
+    Example:
+
+    >>> phases_read(8, [1, 2, 4], last_steps=1)
+    [None, [1], [3]]
+    """
+    times = set(range(max(0, num_steps - last_steps), num_steps))
+    needed = []
+    for rate in reversed(dilations):
+        # A time read in this layer needs the earlier steps of its phase; all
+        # of them are read from the layer below.
+        latest = {}
+        for t in times:
+            latest[t % rate] = max(latest.get(t % rate, t), t)
+        times = {s for phase, last in latest.items()
+                 for s in range(phase, last + 1, rate)}
+        needed.append(None if len(latest) >= min(rate, num_steps)
+                      else sorted(latest))
+    return needed[::-1]
+
+
 def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
-                       implementation="auto"):
+                       implementation="auto", phases=None):
     """Runs `cell` as a dilated recurrent layer over a time-major sequence.
 
     Args:
@@ -109,6 +149,10 @@ def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
             phase's previous state and outputs zeros.
         training: passed to cells that take it.
         implementation: one of `IMPLEMENTATIONS`, see `DilatedRNN`.
+        phases: `None`, or the phases whose outputs the caller reads (see
+            `phases_read`): the C++ kernels then compute only those, and
+            the other outputs are zeros. Other engines compute every phase;
+            the outputs of the listed phases are the same either way.
 
     Returns:
         `[steps, batch, units]` outputs: `output_t = cell(x_t, state_{t-rate})`.
@@ -121,7 +165,8 @@ def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
                             inputs.dtype)
     if engine == "native":
         # The C++ kernels read the dilated phases in place: no copies.
-        outputs = cell.fused_sequence(inputs, mask, engine, rate=rate)
+        outputs = cell.fused_sequence(inputs, mask, engine, rate=rate,
+                                      phases=phases)
     else:
         dilated_mask = None if mask is None else dilate(mask, rate)
         dilated = dilate(inputs, rate)

@@ -28,6 +28,7 @@ import keras
 from ind_rnn import flavour
 from dilated_rnn._validation import check_same_length
 from dilated_rnn._validation import is_positive_int
+from dilated_rnn.dilation import phases_read
 from dilated_rnn.layers import DilatedRNN
 
 _LOG = logging.getLogger(__name__)
@@ -179,15 +180,22 @@ def _stack_layers(cells, inputs, dilations, names, function_name):
     return keras.ops.transpose(sequence, (1, 0, 2))
 
 
-def dilated_stack(cells, sequence, dilations, names):
+def dilated_stack(cells, sequence, dilations, names, last_steps=None):
     """Runs one named layer per cell over a time-major sequence.
 
     Returns the top layer's time-major outputs. The dilations must already
-    have passed `check_rate`.
+    have passed `check_rate`. With `last_steps`, only the top layer's last
+    `last_steps` outputs are read: the layers compute only the phases those
+    depend on (`dilation.phases_read`), the other outputs being zeros.
     """
-    for cell, dilation, name in zip(cells, dilations, names):
+    needed = [None] * len(dilations)
+    if last_steps is not None and sequence.shape[0] is not None:
+        needed = phases_read(sequence.shape[0], dilations, last_steps)
+    for cell, dilation, name, phases in zip(cells, dilations, names, needed):
         _log_layer(name, sequence.shape[0], dilation, sequence.shape[-1])
-        sequence = dilated_layer(cell, dilation, name)(sequence)
+        layer = dilated_layer(cell, dilation, name)
+        sequence = (layer(sequence) if phases is None
+                    else layer(sequence, phases=[phases]))
     return sequence
 
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 from dilated_rnn import cells as cells_lib
 from dilated_rnn import dilation
 from dilated_rnn._validation import check_int_list, check_same_length
-from dilated_rnn._validation import invalid
+from dilated_rnn._validation import invalid, is_int
 from ind_rnn import flavour
 
 
@@ -57,6 +57,12 @@ class DilatedRNN(keras.layers.Layer):
             sequence) never changes the outputs at valid steps, and the last
             output is each sequence's last valid step.
         training: passed to cells that take it.
+        phases: `None`, or per layer the phases whose outputs are needed
+            (`None` for all), as `dilation.phases_read` gives them for a
+            caller that reads only the last outputs: on CPU the kernels skip
+            the others, whose outputs are then zeros. The layer finds them
+            itself without `return_sequences` and without a mask; a model
+            that reads only the last steps of its sequences passes them.
 
     Returns:
         `[batch, time, units]` if `return_sequences`, else `[batch, units]`.
@@ -133,7 +139,7 @@ class DilatedRNN(keras.layers.Layer):
                 cell.build((None, features))
             features = cells_lib.cell_output_size(cell)
 
-    def call(self, inputs, mask=None, training=None):
+    def call(self, inputs, mask=None, training=None, phases=None):
         flavour.check_keras3_layer_inputs(self, inputs)
         if inputs.shape.rank != 3:
             raise invalid("inputs", "a rank-3 tensor", inputs.shape)
@@ -142,13 +148,39 @@ class DilatedRNN(keras.layers.Layer):
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
             mask = mask if self.time_major else tf.transpose(mask)
-        for cell, rate in zip(self.cells, self.dilations):
+        phases = self._phases(phases, sequence.shape[0], mask)
+        for cell, rate, needed in zip(self.cells, self.dilations, phases):
             sequence = dilation.dilated_recurrence(
-                cell, sequence, rate, mask, training, self.implementation)
+                cell, sequence, rate, mask, training, self.implementation,
+                phases=needed)
         if not self.return_sequences:
             return last_valid_steps(sequence, mask, count=1)
         return sequence if self.time_major else tf.transpose(
             sequence, [1, 0, 2])
+
+    def _phases(self, phases, num_steps, mask):
+        """Per layer, the phases whose outputs are read (`None`: all)."""
+        if phases is not None:
+            return self._checked_phases(phases)
+        if self.return_sequences or mask is not None or num_steps is None:
+            # Every output may be read, or the last valid step varies.
+            return [None] * len(self.dilations)
+        return dilation.phases_read(num_steps, self.dilations, last_steps=1)
+
+    def _checked_phases(self, phases):
+        expected = (f"a list of {len(self.dilations)} entries (one per "
+                    "layer), each None or a list of phases 0 <= q < dilation "
+                    f"(dilations {self.dilations})")
+        if (not isinstance(phases, (list, tuple))
+                or len(phases) != len(self.dilations)):
+            raise invalid("phases", expected, phases)
+        for needed, rate in zip(phases, self.dilations):
+            if needed is not None and (
+                    not isinstance(needed, (list, tuple))
+                    or not all(is_int(q) and 0 <= q < rate for q in needed)):
+                raise invalid("phases", expected, phases)
+        return [None if needed is None else [int(q) for q in needed]
+                for needed in phases]
 
     def compute_mask(self, inputs, mask=None):
         return mask if self.return_sequences else None
