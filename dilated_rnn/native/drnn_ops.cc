@@ -253,7 +253,7 @@ class ForwardOp : public OpKernel, Attributes {
     const std::vector<bool> phases = PhasesToCompute(p, phases_, for_steps);
     std::copy(phases.begin(), phases.end(), computed->flat<bool>().data());
     const auto ranges = RowRanges(p.batch, phases);
-    if (ranges.size() != 1 || ranges[0].second - ranges[0].first != p.rows) {
+    if (SkipsAny(phases)) {
       std::fill(finite_data, finite_data + p.rows, true);
       ZeroSkippedRows(p, ranges, hidden_data, p.units, for_steps);
       if (cell_ == Cell::kLstm) ZeroSkippedRows(p, ranges, cells_data, p.units, for_steps);
@@ -301,7 +301,8 @@ class BackwardOp : public OpKernel, Attributes {
       OP_REQUIRES_OK(context, context->allocate_output(k, shapes[k], &outputs[k]));
 
     const bool* computed_data = computed.flat<bool>().data();
-    const auto ranges = RowRanges(p.batch, std::vector<bool>(computed_data, computed_data + p.rate));
+    const std::vector<bool> phases(computed_data, computed_data + p.rate);
+    const auto ranges = RowRanges(p.batch, phases);
     const Split split = SplitRows(context, ranges);
     std::vector<Gradients<T>> grads(split.parts, Gradients<T>(p));
     const T* hidden_data = hidden.flat<T>().data();
@@ -309,7 +310,7 @@ class BackwardOp : public OpKernel, Attributes {
     const T* gates_data = cell_ == Cell::kRnn ? nullptr : gates.flat<T>().data();
     const T* grad_data = grad_hidden.flat<T>().data();
     T* grad_inputs = outputs[0]->flat<T>().data();
-    if (ranges.size() != 1 || ranges[0].second - ranges[0].first != p.rows)
+    if (SkipsAny(phases))
       ZeroSkippedRows(p, ranges, grad_inputs, p.depth, StepsOnThreads(context, p.steps));
     RunParts(context, split, p.steps * p.width() * (3 * (p.depth + p.units) + 20),
              [&](Index part, Index first, Index m) {

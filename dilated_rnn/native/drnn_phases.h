@@ -58,6 +58,11 @@ std::vector<bool> PhasesToCompute(const Problem<T>& p, const std::vector<int>& w
   return computed;
 }
 
+// Whether some phase is skipped (its rows need zeros written).
+inline bool SkipsAny(const std::vector<bool>& computed) {
+  return std::find(computed.begin(), computed.end(), false) != computed.end();
+}
+
 // The computed phases' rows as contiguous ranges.
 inline std::vector<RowRange> RowRanges(Index batch, const std::vector<bool>& computed) {
   std::vector<RowRange> ranges;
