@@ -124,8 +124,8 @@ class _TF1Cell(keras.layers.Layer):
                 itself (reading the phases in place); the other engines run
                 an already dilated sequence, rate 1.
             phases: "native" only: `None` (all) or the phases (in
-                `[0, rate)`) whose states are computed; the others are
-                zeros (see `dilated_rnn.dilation.phases_read`).
+                `[0, rate)`) whose outputs are read; the kernels may skip
+                the others (see `dilated_rnn.native.sequence`).
 
         Returns:
             The hidden-state sequence `[steps, batch, num_units]`, starting

@@ -150,9 +150,10 @@ def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
         training: passed to cells that take it.
         implementation: one of `IMPLEMENTATIONS`, see `DilatedRNN`.
         phases: `None`, or the phases whose outputs the caller reads (see
-            `phases_read`): the C++ kernels then compute only those, and
-            the other outputs are zeros. Other engines compute every phase;
-            the outputs of the listed phases are the same either way.
+            `phases_read`): the C++ kernels then skip the others (their
+            outputs are zeros) unless their inputs hold NaN or inf. Other
+            engines compute every phase; the outputs of the listed phases
+            are the same either way.
 
     Returns:
         `[steps, batch, units]` outputs: `output_t = cell(x_t, state_{t-rate})`.
