@@ -17,6 +17,8 @@ import tensorflow as tf
 from dilated_rnn import BasicLSTMCell, BasicRNNCell, DilatedRNN, GRUCell
 from dilated_rnn import DilatedRNNClassifier, dilation, drnn_classification
 from tests import drnn_reference as reference
+from tests.test_nonfinite import assert_same  # NaN positions too
+from tests.test_nonfinite import drnn_outputs_and_grads as values_and_grads
 
 CELLS = {"RNN": BasicRNNCell, "LSTM": BasicLSTMCell, "GRU": GRUCell}
 
@@ -67,15 +69,6 @@ def _layer(cell_type, units, dilations, depth, rng, **kwargs):
     return layer
 
 
-def _values_and_grads(run, x, weights, cotangent):
-    inputs = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        outputs = run(inputs)
-        loss = tf.reduce_sum(outputs * cotangent)
-    return [outputs] + tape.gradient(loss, [inputs] + list(weights))
-
-
 @pytest.mark.parametrize("cell_type", list(CELLS))
 def test_skipped_phases_are_zeros_and_read_phases_unchanged(cell_type):
     rng = np.random.default_rng(1)
@@ -118,8 +111,8 @@ def test_last_output_matches_the_reference(cell_type, dilations, steps, batch):
     layer = _layer(cell_type, units, dilations, 2, rng, implementation="native")
     x = rng.normal(size=(batch, steps, 2))
     cotangent = rng.normal(size=(batch, units[-1]))
-    got = _values_and_grads(layer, x, layer.trainable_weights, cotangent)
-    want = _values_and_grads(
+    got = values_and_grads(layer, x, layer.trainable_weights, cotangent)
+    want = values_and_grads(
         lambda inputs: reference.stack_loop(layer.cells, dilations, inputs)[:, -1],
         x, layer.trainable_weights, cotangent)
     for g, w in zip(got, want):
@@ -142,7 +135,6 @@ def test_with_a_mask_the_last_valid_steps_match_the_reference(cell_type):
 @pytest.mark.parametrize("cell_type", list(CELLS))
 @pytest.mark.parametrize("seed", range(4))
 def test_last_output_with_nonfinite_values_matches_the_reference(cell_type, seed):
-    from tests.test_nonfinite import assert_same  # its NaN-position check
     rng = np.random.default_rng(100 + seed)
     dilations = [int(d) for d in rng.choice([1, 2, 3, 4, 8], size=2)]
     steps, batch = int(rng.integers(6, 17)), int(rng.integers(1, 4))
@@ -156,8 +148,8 @@ def test_last_output_with_nonfinite_values_matches_the_reference(cell_type, seed
         weights[0].reshape(-1)[0] = np.inf
         layer.set_weights(weights)
     cotangent = rng.normal(size=(batch, 2))
-    got = _values_and_grads(layer, x, layer.trainable_weights, cotangent)
-    want = _values_and_grads(
+    got = values_and_grads(layer, x, layer.trainable_weights, cotangent)
+    want = values_and_grads(
         lambda inputs: reference.stack_loop(layer.cells, dilations, inputs)[:, -1],
         x, layer.trainable_weights, cotangent)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -183,8 +175,8 @@ def test_classifier_reading_fused_last_steps_matches_the_reference(cell_type):
     model.set_weights([rng.normal(size=w.shape) * 0.5 for w in model.get_weights()])
     x = rng.normal(size=(3, steps, 2))
     cotangent = rng.normal(size=(3, 5))
-    got = _values_and_grads(model, x, model.trainable_weights, cotangent)
-    want = _values_and_grads(
+    got = values_and_grads(model, x, model.trainable_weights, cotangent)
+    want = values_and_grads(
         lambda inputs: _classifier_reference(model.drnn.cells, dilations, inputs,
                                              model.output_layer),
         x, model.trainable_weights, cotangent)
@@ -205,8 +197,8 @@ def test_drnn_classification_matches_the_reference_and_reloads(cell_type, tmp_pa
     cells = [layer.cells[0] for layer in model.layers if isinstance(layer, DilatedRNN)]
     x = rng.normal(size=(3, steps, 2)).astype("float32")
     cotangent = rng.normal(size=(3, 5)).astype("float32")
-    got = _values_and_grads(model, x, model.trainable_weights, cotangent)
-    want = _values_and_grads(
+    got = values_and_grads(model, x, model.trainable_weights, cotangent)
+    want = values_and_grads(
         lambda inputs: _classifier_reference(cells, dilations, inputs, model.layers[-1]),
         x, model.trainable_weights, cotangent)
     for g, w in zip(got, want):

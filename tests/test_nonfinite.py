@@ -279,7 +279,8 @@ def _drnn_case(seed, cell_type):
     return layer, x.astype(dtype), mask, cotangent, dtype
 
 
-def _drnn_outputs_and_grads(run, x, weights, cotangent):
+def drnn_outputs_and_grads(run, x, weights, cotangent):
+    """[outputs, dL/dx, dL/dweights...] of loss = sum(run(x) * cotangent)."""
     inputs = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(inputs)
@@ -297,8 +298,8 @@ def test_drnn_matches_plain_loop_with_nonfinite_values(seed, cell_type, engine):
     weights = layer.trainable_weights
     def reference(inputs):
         return drnn_reference.masked_stack_loop(layer.cells, layer.dilations, inputs, mask)
-    got = _drnn_outputs_and_grads(lambda inputs: layer(inputs, mask=mask), x, weights, cotangent)
-    want = _drnn_outputs_and_grads(reference, x, weights, cotangent)
+    got = drnn_outputs_and_grads(lambda inputs: layer(inputs, mask=mask), x, weights, cotangent)
+    want = drnn_outputs_and_grads(reference, x, weights, cotangent)
     names = ["outputs", "d/dinputs"] + [f"d/d{w.path}" for w in weights]
     with np.errstate(invalid="ignore", over="ignore"):
         for g, w, name in zip(got, want, names):
@@ -327,14 +328,14 @@ def test_drnn_loss_reading_few_outputs_with_nan_where_no_gradient_arrives(cell_t
     x[nan_at] = np.nan
     cotangent = np.zeros((batch, steps, 3))
     cotangent[:, read_at] = rng.randn(batch, 3)
-    want = _drnn_outputs_and_grads(
+    want = drnn_outputs_and_grads(
         lambda inputs: drnn_reference.stack_loop(layer.cells, layer.dilations, inputs),
         x, layer.trainable_weights, cotangent)
     assert np.isnan(want[2].numpy()).any()  # the case is the one described
     failures = []
     for engine in DRNN_ENGINES:
         layer.implementation = engine
-        got = _drnn_outputs_and_grads(layer, x, layer.trainable_weights, cotangent)
+        got = drnn_outputs_and_grads(layer, x, layer.trainable_weights, cotangent)
         with np.errstate(invalid="ignore"):
             for index, (g, w) in enumerate(zip(got, want)):
                 try:
