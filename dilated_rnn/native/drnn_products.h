@@ -62,16 +62,18 @@ __attribute__((always_inline)) inline void TileUpdate(Vector (&acc)[R][Slots<F>(
 }
 
 // How many bytes a tile's last column vector takes for the `width` lanes
-// left in it: with AVX-512, the narrowest of 16, 32 and 64 bytes that holds
-// them; elsewhere the native width. On Zen 4 a 512-bit operation takes a
-// 256-bit pipe for two cycles, so a row of 20 floats (16 + 4) cost 4 pipe
-// cycles per multiply-add in two 512-bit vectors and costs 3 with a 16-byte
-// tail; on CPUs with 512-bit units the narrower tail costs the same. Every
-// lane sums the same products in the same order: the bits do not change.
+// left in it: the narrowest of 16, 32 and 64 bytes, up to the native width,
+// that holds them. Where the vector units are half the native width, a
+// native operation takes a unit twice: on Zen 4 (512-bit AVX-512 on 256-bit
+// pipes) a row of 20 floats (16 + 4) cost 4 pipe cycles per multiply-add in
+// two 512-bit vectors and costs 3 with a 16-byte tail; on Zen 1 (256-bit AVX2
+// on 128-bit pipes) 8 + 8 + 4 cost 6 and costs 5. Where the units are as wide
+// as the vectors the narrower tail costs the same. Every lane sums the same
+// products in the same order: the bits do not change.
 template <typename T>
 Index TailBytesFor(Index width) {
   const Index bytes = width * static_cast<Index>(sizeof(T));
-  if (kVectorBytes < 64) return kVectorBytes;
+  if (kVectorBytes < 32) return kVectorBytes;
   return bytes <= 16 ? 16 : bytes <= 32 ? 32 : kVectorBytes;
 }
 
@@ -166,12 +168,12 @@ void ProductRows(const Term<T>* terms, int count, Strided<T> init, T* out, Index
 template <typename T, int C>
 void ProductColumns(const Term<T>* terms, int count, Strided<T> init, T* out,
                     Index out_stride, Index m, Index c, bool accumulate, Index tail_bytes) {
-  if constexpr (kVectorBytes == 64) {
+  if constexpr (kVectorBytes >= 32)
     if (tail_bytes == 16)
       return ProductRows<T, C, 16>(terms, count, init, out, out_stride, m, c, accumulate);
+  if constexpr (kVectorBytes == 64)
     if (tail_bytes == 32)
       return ProductRows<T, C, 32>(terms, count, init, out, out_stride, m, c, accumulate);
-  }
   ProductRows<T, C, kVectorBytes>(terms, count, init, out, out_stride, m, c, accumulate);
 }
 
@@ -294,10 +296,10 @@ void AddOuterRows(Strided<T> a, Index k, Strided<T> b, Index c, T* out, Index ou
 template <typename T, int C>
 void AddOuterColumns(Strided<T> a, Index k, Strided<T> b, Index c, T* out, Index out_stride,
                      Index m, Index tail_bytes) {
-  if constexpr (kVectorBytes == 64) {
+  if constexpr (kVectorBytes >= 32)
     if (tail_bytes == 16) return AddOuterRows<T, C, 16>(a, k, b, c, out, out_stride, m);
+  if constexpr (kVectorBytes == 64)
     if (tail_bytes == 32) return AddOuterRows<T, C, 32>(a, k, b, c, out, out_stride, m);
-  }
   AddOuterRows<T, C, kVectorBytes>(a, k, b, c, out, out_stride, m);
 }
 
