@@ -69,7 +69,11 @@ __attribute__((always_inline)) inline void TileUpdate(Vector (&acc)[R][Slots<F>(
 // two 512-bit vectors and costs 3 with a 16-byte tail; on Zen 1 (256-bit AVX2
 // on 128-bit pipes) 8 + 8 + 4 cost 6 and costs 5. Where the units are as wide
 // as the vectors the narrower tail costs the same. Every lane sums the same
-// products in the same order: the bits do not change.
+// products in the same order, so the bits do not change where the compiler
+// fuses the multiply-adds alike at both widths (x86-64-v2, v3, v4 builds). In
+// a native build for a Zen CPU, g++'s tuning (`avoid-fma-max-bits`: 128 for
+// znver1) computes a loop's chain of 128-bit multiply-adds as a multiply and
+// an add, which moves a 16-byte tail's sums by a rounding there.
 template <typename T>
 Index TailBytesFor(Index width) {
   const Index bytes = width * static_cast<Index>(sizeof(T));
