@@ -48,6 +48,13 @@ class DilatedRNN(keras.layers.Layer):
             "cell" steps every cell through its `call` and lets TensorFlow
             differentiate (slow; the only one with second derivatives).
             All compute the same numbers.
+        go_backwards: process the sequence from its last step to its first
+            and return the outputs in that (reversed) order, as Keras' RNN
+            layers do; `keras.layers.Bidirectional` sets it on its backward
+            copy. The mask is reversed with the inputs, so a sequence padded
+            at its end starts with padding, which changes nothing (see
+            `mask`). With `return_sequences` it needs `time_major=False`:
+            `Bidirectional` flips the backward outputs along axis 1.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`...).
 
     Call arguments:
@@ -63,24 +70,34 @@ class DilatedRNN(keras.layers.Layer):
             the others, whose outputs are then zeros. The layer finds them
             itself without `return_sequences` and without a mask; a model
             that reads only the last steps of its sequences passes them.
+            With `go_backwards` they are phases of the reversed sequence.
+        initial_state: must be `None`: every phase starts from a zero state,
+            as in the TF1 original (the argument exists because
+            `keras.layers.Bidirectional` passes it).
 
     Returns:
         `[batch, time, units]` if `return_sequences`, else `[batch, units]`.
 
     Raises:
         ValueError: for bad `hidden_structs`, `dilations`, `cell_type`,
-            `cells`, `implementation`, or inputs that are not rank 3.
+            `cells`, `implementation`, `go_backwards` with `time_major` and
+            `return_sequences`, an `initial_state`, or inputs that are not
+            rank 3.
 
     Example:
 
     >>> layer = DilatedRNN([20] * 3, [1, 2, 4], cell_type="GRU")
     >>> layer(np.zeros((8, 50, 1), "float32")).shape
     TensorShape([8, 20])
+    >>> both = keras.layers.Bidirectional(
+    ...     DilatedRNN([20] * 3, [1, 2, 4], return_sequences=True))
+    >>> both(np.zeros((8, 50, 1), "float32")).shape
+    TensorShape([8, 50, 40])
     """
 
     def __init__(self, hidden_structs=None, dilations=None, cell_type="RNN",
                  cells=None, return_sequences=False, time_major=False,
-                 implementation="auto", **kwargs):
+                 implementation="auto", go_backwards=False, **kwargs):
         super().__init__(**kwargs)
         self.dilations = check_int_list("dilations", dilations)
         if (hidden_structs is None) == (cells is None):
@@ -114,6 +131,18 @@ class DilatedRNN(keras.layers.Layer):
         self.return_sequences = bool(return_sequences)
         self.time_major = bool(time_major)
         self.implementation = implementation
+        self.go_backwards = bool(go_backwards)
+        if self.go_backwards and self.time_major and self.return_sequences:
+            raise ValueError(
+                "Received go_backwards=True with time_major=True and "
+                "return_sequences=True: keras.layers.Bidirectional reverses "
+                "the backward layer's sequences along axis 1, which is the "
+                "batch axis of time-major outputs. Use time_major=False "
+                "(transpose the inputs), or reverse time-major inputs "
+                "yourself with tf.reverse(inputs, [0]).")
+        # What keras.layers.Bidirectional reads off the layer it wraps.
+        self.return_state = False
+        self.stateful = False
         self.supports_masking = True
         # The layer runs its own kernels and loops. Keras' default
         # jit_compile="auto" would XLA-compile the whole training step,
@@ -139,15 +168,24 @@ class DilatedRNN(keras.layers.Layer):
                 cell.build((None, features))
             features = cells_lib.cell_output_size(cell)
 
-    def call(self, inputs, mask=None, training=None, phases=None):
+    def call(self, inputs, mask=None, training=None, phases=None,
+             initial_state=None):
         flavour.check_keras3_layer_inputs(self, inputs)
         if inputs.shape.rank != 3:
             raise invalid("inputs", "a rank-3 tensor", inputs.shape)
+        if initial_state is not None:
+            raise invalid("initial_state", "None (every phase of a "
+                          "DilatedRNN starts from a zero state, as in the "
+                          "TF1 original)", initial_state)
         sequence = inputs if self.time_major else tf.transpose(
             inputs, [1, 0, 2])
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
             mask = mask if self.time_major else tf.transpose(mask)
+        if self.go_backwards:
+            # Time-major from here on: reverse the time axis, 0.
+            sequence = tf.reverse(sequence, [0])
+            mask = None if mask is None else tf.reverse(mask, [0])
         phases = self._phases(phases, sequence.shape[0], mask)
         for cell, rate, needed in zip(self.cells, self.dilations, phases):
             sequence = dilation.dilated_recurrence(
@@ -183,6 +221,8 @@ class DilatedRNN(keras.layers.Layer):
                 for needed in phases]
 
     def compute_mask(self, inputs, mask=None):
+        # As Keras' RNN layers, also with go_backwards: the input mask,
+        # not reversed (Bidirectional reverses the outputs back).
         return mask if self.return_sequences else None
 
     def compute_output_shape(self, input_shape):
@@ -198,6 +238,7 @@ class DilatedRNN(keras.layers.Layer):
             "return_sequences": self.return_sequences,
             "time_major": self.time_major,
             "implementation": self.implementation,
+            "go_backwards": self.go_backwards,
         })
         if self._given_cells:
             config["cells"] = [keras.saving.serialize_keras_object(c)
