@@ -179,8 +179,30 @@ def dilated_recurrence(cell, inputs, rate, mask=None, training=None,
         outputs = undilate(outputs, rate, tf.shape(inputs)[0]
                            if num_steps is None else num_steps)
     if mask is not None:
-        outputs = tf.where(mask[..., None], outputs, tf.zeros_like(outputs))
+        outputs = zero_masked_steps(outputs, mask)
     return outputs
+
+
+def zero_masked_steps(outputs, mask):
+    """`outputs` `[steps, batch, units]` with zeros at masked steps.
+
+    A select (zero even where the output is NaN or inf), forward and
+    backward, as a multiplication by the 0/1 mask that ignores what it
+    zeroes (`multiply_no_nan`), broadcast along the units. `tf.where` was
+    slower: its gradient selects against a scalar zero, which makes
+    TensorFlow broadcast every operand (Eigen's generic broadcast); the demo
+    classifier's masked training step (LSTM, 2 Zen 1 cores) took 1.43-1.45x
+    its unmasked step with it, 1.21-1.33x with this.
+    """
+    keep = tf.cast(mask, outputs.dtype)[..., None]
+
+    @tf.custom_gradient
+    def select(values):
+        def grad(upstream):
+            return tf.math.multiply_no_nan(upstream, keep)
+        return tf.math.multiply_no_nan(values, keep), grad
+
+    return select(outputs)
 
 
 def resolve_engine(implementation, num_steps, fused, dtype=tf.float32):

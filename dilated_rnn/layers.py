@@ -68,8 +68,10 @@ class DilatedRNN(keras.layers.Layer):
             (`None` for all), as `dilation.phases_read` gives them for a
             caller that reads only the last outputs: on CPU the kernels skip
             the others, whose outputs are then zeros. The layer finds them
-            itself without `return_sequences` and without a mask; a model
-            that reads only the last steps of its sequences passes them.
+            itself without `return_sequences` (with a mask, after moving
+            each sequence's trailing masked steps to its start: see
+            `end_at_last_valid_steps`); a model that reads only the last
+            steps of its sequences passes them.
             With `go_backwards` they are phases of the reversed sequence.
         initial_state: must be `None`: every phase starts from a zero state,
             as in the TF1 original (the argument exists because
@@ -186,7 +188,16 @@ class DilatedRNN(keras.layers.Layer):
             # Time-major from here on: reverse the time axis, 0.
             sequence = tf.reverse(sequence, [0])
             mask = None if mask is None else tf.reverse(mask, [0])
-        phases = self._phases(phases, sequence.shape[0], mask)
+        num_steps = sequence.shape[0]
+        if phases is not None:
+            phases = self._checked_phases(phases)
+        elif self.return_sequences or num_steps is None:
+            phases = [None] * len(self.dilations)  # every output may be read
+        else:
+            if mask is not None:
+                sequence, mask = end_at_last_valid_steps(sequence, mask)
+            phases = dilation.phases_read(num_steps, self.dilations,
+                                          last_steps=1)
         for cell, rate, needed in zip(self.cells, self.dilations, phases):
             sequence = dilation.dilated_recurrence(
                 cell, sequence, rate, mask, training, self.implementation,
@@ -195,15 +206,6 @@ class DilatedRNN(keras.layers.Layer):
             return last_valid_steps(sequence, mask, count=1)
         return sequence if self.time_major else tf.transpose(
             sequence, [1, 0, 2])
-
-    def _phases(self, phases, num_steps, mask):
-        """Per layer, the phases whose outputs are read (`None`: all)."""
-        if phases is not None:
-            return self._checked_phases(phases)
-        if self.return_sequences or mask is not None or num_steps is None:
-            # Every output may be read, or the last valid step varies.
-            return [None] * len(self.dilations)
-        return dilation.phases_read(num_steps, self.dilations, last_steps=1)
 
     def _checked_phases(self, phases):
         expected = (f"a list of {len(self.dilations)} entries (one per "
@@ -255,6 +257,48 @@ class DilatedRNN(keras.layers.Layer):
             config["cells"] = [keras.saving.deserialize_keras_object(c)
                                for c in config["cells"]]
         return cls(**config)
+
+
+def end_at_last_valid_steps(sequence, mask):
+    """Rolls each sequence in time so that its last valid step is the last.
+
+    The masked steps after a sequence's last valid (unmasked) step move to
+    its start, where masked steps change nothing (each keeps its phase's zero
+    state and outputs zeros): the outputs at valid steps, and so each
+    sequence's last outputs, are the same, but now every sequence ends at the
+    last step. A stack that reads only its last outputs then needs the same
+    few phases in every sequence (`dilation.phases_read`), which the kernels
+    compute alone, as without a mask. A sequence with no valid step stays.
+
+    Args:
+        sequence: time-major `[time, batch, features]`.
+        mask: boolean time-major `[time, batch]`.
+
+    Returns:
+        `(sequence, mask)`, both rolled.
+
+    Example:
+
+    >>> sequence = tf.reshape(tf.range(6.0), [3, 2, 1])  # x[t, b] = 2t + b
+    >>> mask = tf.constant([[True, True], [True, True], [True, False]])
+    >>> rolled, rolled_mask = end_at_last_valid_steps(sequence, mask)
+    >>> rolled[:, :, 0].numpy().T  # the second sequence's padding moved first
+    array([[0., 2., 4.],
+           [5., 1., 3.]], dtype=float32)
+    >>> rolled_mask.numpy().T
+    array([[ True,  True,  True],
+           [False,  True,  True]])
+    """
+    mask = tf.cast(mask, tf.bool)
+    num_steps = tf.shape(mask)[0]
+    last = num_steps - 1 - tf.argmax(tf.reverse(tf.cast(mask, tf.int32), [0]),
+                                     axis=0, output_type=tf.int32)
+    shift = tf.where(tf.reduce_any(mask, axis=0), num_steps - 1 - last, 0)
+    # Step t of the rolled sequence b is step (t - shift_b) mod T of b.
+    source = (tf.range(num_steps)[:, None] - shift[None, :]) % num_steps
+    columns = tf.broadcast_to(tf.range(tf.shape(mask)[1]), tf.shape(source))
+    indices = tf.stack([source, columns], axis=-1)
+    return tf.gather_nd(sequence, indices), tf.gather_nd(mask, indices)
 
 
 def last_valid_steps(sequence, mask=None, count=1):

@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 
 from dilated_rnn import BasicLSTMCell, BasicRNNCell, DilatedRNN, GRUCell
-from dilated_rnn import DilatedRNNClassifier, dilation, drnn_classification
+from dilated_rnn import DilatedRNNClassifier, dilation, drnn_classification, native
+from dilated_rnn.layers import end_at_last_valid_steps
 from tests import drnn_reference as reference
 from tests.test_nonfinite import assert_same  # NaN positions too
 from tests.test_nonfinite import drnn_outputs_and_grads as values_and_grads
@@ -119,17 +120,119 @@ def test_last_output_matches_the_reference(cell_type, dilations, steps, batch):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-9, atol=1e-11)
 
 
+def _mixed_mask(rng, batch, steps):
+    """Rows of every kind a user's padding makes: whole, padded after,
+    padded before, with holes, and empty."""
+    mask = np.ones((batch, steps), bool)
+    for b in range(batch):
+        kind = b % 5
+        cut = int(rng.integers(1, steps))
+        if kind == 1:
+            mask[b, cut:] = False
+        elif kind == 2:
+            mask[b, :cut] = False
+        elif kind == 3:
+            mask[b] = rng.random(steps) < 0.6
+        elif kind == 4:
+            mask[b] = False
+    return mask
+
+
+def _masked_window_reference(cells, dilations, x, mask, count):
+    """Each row's outputs at the `count` steps ending at its last valid step,
+    oldest first, side by side (zeros before the start and for an empty
+    row), from the masked plain loop."""
+    outputs = reference.masked_stack_loop(cells, dilations, x, mask)
+    zeros = tf.zeros_like(outputs[0, 0])
+    rows = []
+    for b in range(mask.shape[0]):
+        valid = np.flatnonzero(mask[b])
+        last = valid[-1] if valid.size else -1
+        rows.append(tf.concat([outputs[b, s] if s >= 0 else zeros
+                               for s in range(last - count + 1, last + 1)], 0))
+    return tf.stack(rows)
+
+
 @pytest.mark.parametrize("cell_type", list(CELLS))
-def test_with_a_mask_the_last_valid_steps_match_the_reference(cell_type):
-    """Each sequence's last valid step varies: nothing may be skipped."""
-    rng = np.random.default_rng(3)
-    layer = _layer(cell_type, [3, 4], [1, 4], 2, rng, implementation="native")
-    x = rng.normal(size=(4, 13, 2))
-    lengths = np.array([13, 11, 6, 9])
-    mask = np.arange(13)[None, :] < lengths[:, None]
-    expected = reference.masked_stack_loop(layer.cells, [1, 4], tf.constant(x), mask)
-    expected = expected.numpy()[np.arange(4), lengths - 1]
-    np.testing.assert_allclose(layer(x, mask=mask).numpy(), expected, rtol=1e-10)
+@pytest.mark.parametrize("seed", range(3))
+def test_with_a_mask_the_last_valid_steps_match_the_reference(cell_type, seed):
+    """Each sequence's last valid step is another: the layer moves the steps
+    after it to the start, and then skips phases. Junk, NaN and inf in the
+    padding (seed 2: at valid steps too) reach what they reach in the
+    reference, outputs and gradients."""
+    rng = np.random.default_rng(30 + seed)
+    dilations = [1, 2, 4] if seed != 1 else [2, 3]
+    layer = _layer(cell_type, [3, 4, 2][:len(dilations)], dilations, 2, rng,
+                   implementation="native")
+    batch, steps = 10, int(rng.integers(9, 17))
+    x = rng.normal(size=(batch, steps, 2))
+    mask = _mixed_mask(rng, batch, steps)
+    x[~mask] = 99.0
+    if seed == 2:
+        x[1, -1, 0], x[2, 0, 1], x[0, 3, 0] = np.nan, np.inf, np.nan
+    cotangent = rng.normal(size=(batch, layer.units))
+    got = values_and_grads(lambda inputs: layer(inputs, mask=mask), x,
+                           layer.trainable_weights, cotangent)
+    want = values_and_grads(
+        lambda inputs: _masked_window_reference(layer.cells, dilations, inputs, mask, 1),
+        x, layer.trainable_weights, cotangent)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for index, (g, w) in enumerate(zip(got, want)):
+            assert_same(g.numpy(), w.numpy(), np.float64, f"value {index}")
+
+
+@pytest.mark.parametrize("cell_type", list(CELLS))
+def test_masked_classifier_reads_its_fused_window_as_the_reference(cell_type):
+    rng = np.random.default_rng(6)
+    dilations, steps, batch = [2, 4], 15, 10
+    model = DilatedRNNClassifier([3, 4], dilations, 5, cell_type=cell_type,
+                                 implementation="native", dtype="float64")
+    model.build((None, steps, 2))
+    model.set_weights([rng.normal(size=w.shape) * 0.5 for w in model.get_weights()])
+    x = rng.normal(size=(batch, steps, 2))
+    mask = _mixed_mask(rng, batch, steps)
+    cotangent = rng.normal(size=(batch, 5))
+    got = values_and_grads(lambda inputs: model(inputs, mask=mask), x,
+                           model.trainable_weights, cotangent)
+    want = values_and_grads(
+        lambda inputs: model.output_layer(_masked_window_reference(
+            model.drnn.cells, dilations, inputs, mask, dilations[0])),
+        x, model.trainable_weights, cotangent)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_with_a_mask_the_kernels_are_asked_for_few_phases(monkeypatch):
+    """The speed-up itself: with a mask, the last-output layer and the
+    classifier pass the kernels the phases `phases_read` gives for the
+    whole length (one per layer above the first here), not every phase."""
+    asked = []
+    original = native.sequence
+
+    def recording(*args, phases=None, **kwargs):
+        asked.append(phases)
+        return original(*args, phases=phases, **kwargs)
+
+    monkeypatch.setattr(native, "sequence", recording)
+    x = np.random.default_rng(0).normal(size=(3, 16, 1)).astype("float32")
+    mask = np.arange(16)[None, :] < np.array([16, 9, 4])[:, None]
+    DilatedRNN([4] * 3, [1, 2, 4], cell_type="LSTM", implementation="native")(x, mask=mask)
+    DilatedRNNClassifier([4] * 3, [1, 2, 4], 2, implementation="native")(x, mask=mask)
+    expected = dilation.phases_read(16, [1, 2, 4], 1)
+    assert expected[1:] == [[1], [3]]
+    assert asked == expected + expected
+
+
+def test_rolling_to_the_last_valid_step_is_a_per_row_roll():
+    rng = np.random.default_rng(8)
+    sequence = rng.normal(size=(11, 10, 3))
+    mask = _mixed_mask(rng, 10, 11).T
+    rolled, rolled_mask = end_at_last_valid_steps(tf.constant(sequence), tf.constant(mask))
+    for b in range(10):
+        valid = np.flatnonzero(mask[:, b])
+        shift = 11 - 1 - valid[-1] if valid.size else 0
+        np.testing.assert_array_equal(rolled[:, b].numpy(), np.roll(sequence[:, b], shift, 0))
+        np.testing.assert_array_equal(rolled_mask[:, b].numpy(), np.roll(mask[:, b], shift))
 
 
 @pytest.mark.parametrize("cell_type", list(CELLS))
