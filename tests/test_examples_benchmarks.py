@@ -1,5 +1,6 @@
 """`benchmarks/time_to_solve.py` still runs: its TF1 graph (a subprocess under
-TF_USE_LEGACY_KERAS=1) and the example, at a tiny T; no timing is asserted."""
+TF_USE_LEGACY_KERAS=1) and the example, at a tiny T; and
+`benchmarks/drnn_mask_speed.py`'s smoke run. No timing is asserted."""
 import json
 import subprocess
 import sys
@@ -24,3 +25,10 @@ def test_time_to_solve_runs_both_programs(tmp_path):
         # Each printed its first 100-step window, timed from its start.
         assert result["steps"] == 100 and result["seconds"] > 0, result
         assert result["load_before"] >= 0
+
+
+def test_mask_speed_benchmark_times_its_three_models():
+    output = _run(["benchmarks/drnn_mask_speed.py", "--quick", "--cells", "LSTM"])
+    assert "# CPU:" in output and "load average" in output
+    (row,) = [line for line in output.splitlines() if line.startswith("| LSTM |")]
+    assert row.count("/") == 3 and "x the padded" in row, row
