@@ -259,6 +259,15 @@ class DilatedRNN(keras.layers.Layer):
         return cls(**config)
 
 
+def last_valid_index(mask):
+    """Per column of a time-major `[time, batch]` mask, the index of its
+    last True step, int32 `[batch]`; -1 where a sequence has none."""
+    mask = tf.cast(mask, tf.bool)
+    last = tf.shape(mask)[0] - 1 - tf.argmax(
+        tf.reverse(tf.cast(mask, tf.int32), [0]), axis=0, output_type=tf.int32)
+    return tf.where(tf.reduce_any(mask, axis=0), last, -1)
+
+
 def end_at_last_valid_steps(sequence, mask):
     """Rolls each sequence in time so that its last valid step is the last.
 
@@ -289,11 +298,9 @@ def end_at_last_valid_steps(sequence, mask):
     array([[ True,  True,  True],
            [False,  True,  True]])
     """
-    mask = tf.cast(mask, tf.bool)
     num_steps = tf.shape(mask)[0]
-    last = num_steps - 1 - tf.argmax(tf.reverse(tf.cast(mask, tf.int32), [0]),
-                                     axis=0, output_type=tf.int32)
-    shift = tf.where(tf.reduce_any(mask, axis=0), num_steps - 1 - last, 0)
+    last = last_valid_index(mask)
+    shift = tf.where(last >= 0, num_steps - 1 - last, 0)
     # Step t of the rolled sequence b is step (t - shift_b) mod T of b.
     source = (tf.range(num_steps)[:, None] - shift[None, :]) % num_steps
     columns = tf.broadcast_to(tf.range(tf.shape(mask)[1]), tf.shape(source))
@@ -334,13 +341,8 @@ def last_valid_steps(sequence, mask=None, count=1):
         pad = count - tf.shape(window)[0]
         window = tf.pad(window, [[pad, 0], [0, 0], [0, 0]])
     else:
-        num_steps = tf.shape(mask)[0]
-        # Index of the last True per column; -1 where a sequence is empty.
-        last = num_steps - 1 - tf.argmax(
-            tf.reverse(tf.cast(mask, tf.int32), [0]), axis=0,
-            output_type=tf.int32)
-        last = tf.where(tf.reduce_any(mask, axis=0), last, -1)
-        steps = last[None, :] - count + 1 + tf.range(count)[:, None]
+        steps = (last_valid_index(mask)[None, :] - count + 1
+                 + tf.range(count)[:, None])
         columns = tf.broadcast_to(tf.range(tf.shape(mask)[1]), tf.shape(steps))
         window = tf.gather_nd(
             sequence, tf.stack([tf.maximum(steps, 0), columns], axis=-1))
