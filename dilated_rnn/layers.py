@@ -4,7 +4,8 @@ import tensorflow as tf
 
 from dilated_rnn import cells as cells_lib
 from dilated_rnn import dilation
-from dilated_rnn._validation import check_int_list, check_same_length
+from dilated_rnn._validation import check_int_list, check_positive_int
+from dilated_rnn._validation import check_same_length
 from dilated_rnn._validation import invalid, is_int
 from ind_rnn import flavour
 
@@ -70,14 +71,20 @@ class DilatedRNN(keras.layers.Layer):
             the others, whose outputs are then zeros. The layer finds them
             itself without `return_sequences` (with a mask, after moving
             each sequence's trailing masked steps to its start: see
-            `end_at_last_valid_steps`); a model that reads only the last
-            steps of its sequences passes them.
+            `end_at_last_valid_steps`) and with `last_steps`; a caller
+            that reads other outputs only passes them.
             With `go_backwards` they are phases of the reversed sequence.
+        last_steps: `None`, or a positive int: return each sequence's
+            outputs at its last `last_steps` valid steps, oldest first, side
+            by side (`last_valid_steps`; the TF1 classifier's fusion of the
+            top layer's last `dilations[0]` outputs), computing only what
+            they depend on, whatever `return_sequences` says.
         initial_state: must be `None`: every phase starts from a zero state,
             as in the TF1 original (the argument exists because
             `keras.layers.Bidirectional` passes it).
 
     Returns:
+        `[batch, last_steps * units]` with `last_steps`, else
         `[batch, time, units]` if `return_sequences`, else `[batch, units]`.
 
     Raises:
@@ -171,7 +178,7 @@ class DilatedRNN(keras.layers.Layer):
             features = cells_lib.cell_output_size(cell)
 
     def call(self, inputs, mask=None, training=None, phases=None,
-             initial_state=None):
+             initial_state=None, last_steps=None):
         flavour.check_keras3_layer_inputs(self, inputs)
         if inputs.shape.rank != 3:
             raise invalid("inputs", "a rank-3 tensor", inputs.shape)
@@ -188,22 +195,26 @@ class DilatedRNN(keras.layers.Layer):
             # Time-major from here on: reverse the time axis, 0.
             sequence = tf.reverse(sequence, [0])
             mask = None if mask is None else tf.reverse(mask, [0])
+        if last_steps is not None:
+            last_steps = check_positive_int("last_steps", last_steps)
+        elif not self.return_sequences:
+            last_steps = 1
         num_steps = sequence.shape[0]
         if phases is not None:
             phases = self._checked_phases(phases)
-        elif self.return_sequences or num_steps is None:
+        elif last_steps is None or num_steps is None:
             phases = [None] * len(self.dilations)  # every output may be read
         else:
             if mask is not None:
                 sequence, mask = end_at_last_valid_steps(sequence, mask)
             phases = dilation.phases_read(num_steps, self.dilations,
-                                          last_steps=1)
+                                          last_steps)
         for cell, rate, needed in zip(self.cells, self.dilations, phases):
             sequence = dilation.dilated_recurrence(
                 cell, sequence, rate, mask, training, self.implementation,
                 phases=needed)
-        if not self.return_sequences:
-            return last_valid_steps(sequence, mask, count=1)
+        if last_steps is not None:
+            return last_valid_steps(sequence, mask, count=last_steps)
         return sequence if self.time_major else tf.transpose(
             sequence, [1, 0, 2])
 

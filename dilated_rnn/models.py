@@ -1,11 +1,9 @@
 """`DilatedRNNClassifier`: the Keras-model twin of `drnn_classification`."""
 import keras
 
-from dilated_rnn import dilation
 from dilated_rnn._validation import check_positive_int
 from dilated_rnn.classification_models import output_layer
-from dilated_rnn.layers import DilatedRNN, end_at_last_valid_steps
-from dilated_rnn.layers import last_valid_steps
+from dilated_rnn.layers import DilatedRNN
 
 
 @keras.saving.register_keras_serializable(package="dilated_rnn")
@@ -69,20 +67,11 @@ class DilatedRNNClassifier(keras.Model):
         sequence = keras.ops.transpose(inputs, (1, 0, 2))
         if mask is not None:
             mask = keras.ops.transpose(mask)
-        # Only the last `fused_steps` outputs are read: the kernels skip the
-        # phases they do not depend on, once a mask's trailing steps are
-        # moved to the start (every sequence then ends at the last step).
-        phases = None
-        if sequence.shape[0] is not None:
-            if mask is not None:
-                sequence, mask = end_at_last_valid_steps(sequence, mask)
-            phases = dilation.phases_read(sequence.shape[0],
-                                          self.drnn.dilations,
-                                          self.fused_steps)
-        sequence = self.drnn(sequence, mask=mask, training=training,
-                             phases=phases)
-        return self.output_layer(
-            last_valid_steps(sequence, mask, self.fused_steps))
+        # Only the last `fused_steps` outputs are read: the layer computes
+        # only what they depend on.
+        fused = self.drnn(sequence, mask=mask, training=training,
+                          last_steps=self.fused_steps)
+        return self.output_layer(fused)
 
     def compute_mask(self, inputs, mask=None):
         return None

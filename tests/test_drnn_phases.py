@@ -318,3 +318,17 @@ def test_bad_phases_name_the_argument(phases):
     layer = DilatedRNN([3, 3], [1, 4])
     with pytest.raises(ValueError, match="`phases`.*dilations \\[1, 4\\]"):
         layer(np.zeros((1, 8, 2), "float32"), phases=phases)
+
+
+def test_last_steps_reads_the_last_valid_window_and_refuses_bad_counts():
+    rng = np.random.default_rng(9)
+    layer = _layer("GRU", [3, 4], [2, 4], 2, rng, return_sequences=True,
+                   implementation="native")
+    x = rng.normal(size=(5, 12, 2))
+    mask = _mixed_mask(rng, 5, 12)
+    got = layer(x, mask=mask, last_steps=3).numpy()
+    want = _masked_window_reference(layer.cells, [2, 4], tf.constant(x), mask, 3).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ValueError, match="`last_steps`"):
+            layer(x, last_steps=bad)
