@@ -159,10 +159,7 @@ def one_cell(cell_type, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        run_conditions.apply_isa(args.isa)  # before the kernels load
-    except ValueError as error:
-        sys.exit(f"drnn_mask_speed.py: {error}")
+    run_conditions.apply_isa_or_exit(args.isa)  # before the kernels load
     monitor = run_conditions.LoadMonitor()
     print(monitor.header(
         run_conditions.load_kernels("DilatedRNN", native.load, native.library_path()),

@@ -8,6 +8,7 @@ second before the run) and, at the end, the load over the run: `/proc/stat`
 steal and the CPU time other processes took, against this benchmark's own.
 """
 import os
+import sys
 import time
 
 from ind_rnn.native import build
@@ -27,6 +28,14 @@ def apply_isa(level):
     if level:
         os.environ[build.ISA_VARIABLE] = level
     return build.requested_isa()
+
+
+def apply_isa_or_exit(level):
+    """`apply_isa` for an argparse script: a level this CPU cannot run ends it, with why."""
+    try:
+        return apply_isa(level)
+    except ValueError as error:
+        sys.exit(str(error))
 
 
 def apply_isa_flag(level):
