@@ -37,7 +37,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +47,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dilated_rnn import DilatedRNN, native  # noqa: E402
-from step_timing import interleaved_ratio  # noqa: E402
+from step_timing import EpochTimer, interleaved_ratio  # noqa: E402
 
 PAD = -1.0  # the padding value, which no pixel (in [0, 1)) takes
 
@@ -105,31 +104,17 @@ def data(args, padded, batches):
     return x, rng.integers(0, 10, size=len(x))
 
 
-class _StepTimer(keras.callbacks.Callback):
-    """Wall seconds of every training step of a `fit` call."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-
-
 def fit_step_seconds(models, datasets, args):
     """Median wall seconds of a step within one-epoch `fit` calls, the models
     in turn, after an untimed call each (the first traces the step)."""
     times = {key: [] for key in models}
     for epoch in range(args.fit_epochs + 1):
         for key, model in models.items():
-            timer = _StepTimer()
+            timer = EpochTimer()
             model.fit(*datasets[key], batch_size=args.batch, epochs=1, verbose=0,
                       callbacks=[timer])
             if epoch > 0:
-                times[key].extend(timer.seconds)
+                times[key].extend(timer.step_seconds())
     return {key: statistics.median(t) for key, t in times.items()}
 
 

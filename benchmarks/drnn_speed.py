@@ -85,6 +85,7 @@ import tensorflow as tf  # noqa: E402
 from dilated_rnn import native  # noqa: E402
 from drnn_models_for_speed import LAST_OUTPUT_ONLY, MODELS  # noqa: E402
 import run_conditions  # noqa: E402
+import step_timing  # noqa: E402
 
 TF1 = "tf1-graph"
 PATHS = ("train_on_batch", "fit")
@@ -139,33 +140,6 @@ def build_and_first_step(key, cell_type, args, batch):
     return model, time.perf_counter() - start
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    """Wall and CPU seconds of each epoch (begin to end) and of its steps."""
-
-    def __init__(self):
-        super().__init__()
-        self.epochs = []  # (epoch wall, epoch CPU, [(step wall, step CPU), ...])
-
-    @staticmethod
-    def _now():
-        return time.perf_counter(), time.process_time()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append((self._now(), []))
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._step = self._now()
-
-    def on_train_batch_end(self, batch, logs=None):
-        now = self._now()
-        self.epochs[-1][1].append((now[0] - self._step[0], now[1] - self._step[1]))
-
-    def on_epoch_end(self, epoch, logs=None):
-        (wall, cpu), steps = self.epochs[-1]
-        now = self._now()
-        self.epochs[-1] = (now[0] - wall, now[1] - cpu, steps)
-
-
 def time_paths(models, batch, data, args):
     """Times the paths in `args.paths` for every model, all interleaved.
 
@@ -179,7 +153,7 @@ def time_paths(models, batch, data, args):
     epochs (wall, CPU) and of an epoch's time beyond its steps (wall, CPU).
     """
     x, y = data
-    timers = {key: _EpochTimer() for key in models}
+    timers = {key: step_timing.EpochTimer() for key in models}
     steps = {key: [] for key in models}
 
     def fit_epoch(epoch):

@@ -1,6 +1,9 @@
-"""The timing loops the IndRNN benchmarks share (run them as `python benchmarks/<script>.py`)."""
+"""The timing loops and the `fit` timer the benchmarks share (run them as
+`python benchmarks/<script>.py`)."""
 import statistics
 import time
+
+import keras
 
 
 def _timed(step):
@@ -50,3 +53,38 @@ def interleaved_ratio(step, baseline, warmup, rounds, steps_per_round=3):
         ratios.append(step_seconds / baseline_seconds)
     return (statistics.median(step_times), statistics.median(baseline_times),
             statistics.median(ratios), (min(ratios), max(ratios)))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall and CPU seconds of each `fit` epoch (begin to end) and of its steps.
+
+    `epochs` holds, per epoch, `(epoch wall, epoch CPU, [(step wall, step
+    CPU), ...])`; CPU seconds are the process's, all threads together.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    @staticmethod
+    def _now():
+        return time.perf_counter(), time.process_time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append((self._now(), []))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step = self._now()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = self._now()
+        self.epochs[-1][1].append((now[0] - self._step[0], now[1] - self._step[1]))
+
+    def on_epoch_end(self, epoch, logs=None):
+        (wall, cpu), steps = self.epochs[-1]
+        now = self._now()
+        self.epochs[-1] = (now[0] - wall, now[1] - cpu, steps)
+
+    def step_seconds(self, first_epoch=0):
+        """Wall seconds of every step of the epochs from `first_epoch` on."""
+        return [step[0] for epoch in self.epochs[first_epoch:] for step in epoch[2]]

@@ -17,7 +17,10 @@ Both print the mean training MSE of every 100-step window. The clock starts
 when the subprocess is started; a run is solved at the first window whose
 mean is below 0.01 (the example's default --target_mse stops it there; the
 TF1 loop stops itself there too). Printed: steps and wall seconds to that
-line, for both, their ratio, and the load average before and after.
+line, for both, their ratio, and the load average before and after. Before
+the runs, a subprocess builds or loads the example's C++ kernels (a header
+line says which and how long), so that no timed run pays their one-time
+build.
 
     python benchmarks/time_to_solve.py                       # T = 100 and 1000
     python benchmarks/time_to_solve.py --time_steps=100 --repeats=3
@@ -152,6 +155,28 @@ def time_run(run, time_steps, seed):
         return result
 
 
+def warm_up_kernels():
+    """Builds (or loads from the cache) the example's IndRNN kernels in a subprocess.
+
+    Run before the timed runs, so that none of them pays the one-time build
+    (about 17 s on 2 Zen 4 cores), which the first run after an install or a
+    source change would otherwise count. Returns the lines it printed: the
+    CPU and level, and how the kernels were loaded.
+    """
+    _, environment = command("example", 100, 0, tempfile.gettempdir())
+    code = ("import sys; sys.path.insert(0, {!r}); import run_conditions; "
+            "from ind_rnn import native; from ind_rnn.native import build; "
+            "print(build.describe()); print(run_conditions.load_kernels("
+            "'IndRNN', native.load, run_conditions.indrnn_library_path()))"
+            ).format(os.path.join(REPO_ROOT, "benchmarks"))
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=environment,
+                          text=True, capture_output=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0:
+        lines += ["kernel warm-up failed:"] + done.stderr.strip().splitlines()[-3:]
+    return lines
+
+
 def load_average():
     """The 1-minute load average (how busy the machine was)."""
     return round(os.getloadavg()[0], 2)
@@ -171,6 +196,9 @@ def main(argv):
     except ValueError:
         raise app.UsageError(f"--time_steps: expected integers, got {FLAGS.time_steps}.") \
             from None
+    if "example" in FLAGS.runs:
+        for line in warm_up_kernels():
+            print(f"# {line}", flush=True)
     results = []
     for time_steps in lengths:
         for seed in range(FLAGS.repeats):

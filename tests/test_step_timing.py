@@ -69,3 +69,46 @@ def test_separate_medians_would_carry_the_drift(machine):
     first = step_timing.median_step_seconds(native, warmup=1, repeats=5)
     second = step_timing.median_step_seconds(floor, warmup=1, repeats=5)
     assert first / second < 1.3  # far from 1.5: the floor ran on a slower machine
+
+
+def test_epoch_timer_splits_epochs_into_steps(monkeypatch):
+    """The hooks by hand on a fake clock: an epoch's time holds its steps' and the gaps."""
+    clock = {"wall": 0.0, "cpu": 0.0}
+    monkeypatch.setattr(step_timing.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(step_timing.time, "process_time", lambda: clock["cpu"])
+    timer = step_timing.EpochTimer()
+
+    def advance(wall, cpu):
+        clock["wall"] += wall
+        clock["cpu"] += cpu
+
+    for epoch in range(2):
+        timer.on_epoch_begin(epoch)
+        for batch in range(3):
+            advance(0.5, 0.1)  # between steps: the iterator, callbacks
+            timer.on_train_batch_begin(batch)
+            advance(2.0 + epoch, 3.0)  # the step; epoch 1 is slower
+            timer.on_train_batch_end(batch)
+        advance(1.0, 0.0)
+        timer.on_epoch_end(epoch)
+    assert [len(steps) for _, _, steps in timer.epochs] == [3, 3]
+    assert timer.epochs[0][:2] == pytest.approx((3 * 2.5 + 1.0, 3 * 3.1))
+    assert timer.epochs[1][2] == [pytest.approx((3.0, 3.0))] * 3
+    assert timer.step_seconds() == pytest.approx([2.0] * 3 + [3.0] * 3)
+    assert timer.step_seconds(first_epoch=1) == pytest.approx([3.0] * 3)
+
+
+def test_epoch_timer_under_fit():
+    """Keras calls the hooks: every step of every epoch is timed, inside its epoch."""
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    timer = step_timing.EpochTimer()
+    x = np.zeros((12, 4), np.float32)
+    model.fit(x, x[:, :1], batch_size=4, epochs=2, verbose=0, callbacks=[timer])
+    assert [len(steps) for _, _, steps in timer.epochs] == [3, 3]
+    for wall, _, steps in timer.epochs:
+        assert 0 < sum(step[0] for step in steps) <= wall
+    assert len(timer.step_seconds(first_epoch=1)) == 3
