@@ -14,7 +14,7 @@ package prefix) gives the cell that fits what `tf.keras` is in this process
   original variable names.
 
 `ind_rnn.IndRNNCell` is the same class. Both cells have the original's
-signature and run the same recurrence step (`ind_rnn.recurrence.indrnn_step`).
+signature and run the same recurrence step (`ind_rnn.step.indrnn_step`).
 The choice is made once, when `ind_rnn` is first imported (TensorFlow fixes
 `tf.keras` then too); `flavour_cell()` makes it again.
 

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from ind_rnn import _checks, flavour
-from ind_rnn.recurrence import effective_recurrent_weight, indrnn_step, project_inputs
+from ind_rnn.step import effective_recurrent_weight, indrnn_step, project_inputs
 
 try:  # Keras does not export its dropout mixin in every 3.x release.
     DropoutRNNCell = keras.layers.DropoutRNNCell

@@ -21,7 +21,7 @@ Under `TF_USE_LEGACY_KERAS=1` this class is also what the original's names
 give: `ind_rnn.IndRNNCell` and `ind_rnn.ind_rnn_cell.IndRNNCell` (see
 `ind_rnn.flavour`); under Keras 3 those are `ind_rnn.keras_cell.IndRNNCell`.
 The maths is not repeated here: `call` runs
-`ind_rnn.recurrence.project_inputs`, `effective_recurrent_weight` and
+`ind_rnn.step.project_inputs`, `effective_recurrent_weight` and
 `indrnn_step`, the functions every other IndRNN path uses.
 
 Example (TF_USE_LEGACY_KERAS=1, graph mode):
@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from ind_rnn import _checks, flavour
 from ind_rnn.flavour import LEGACY_HELP  # noqa: F401 (re-exported)
-from ind_rnn.recurrence import effective_recurrent_weight, indrnn_step, project_inputs
+from ind_rnn.step import effective_recurrent_weight, indrnn_step, project_inputs
 
 
 def legacy_rnn_cells():

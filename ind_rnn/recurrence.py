@@ -1,10 +1,12 @@
-"""The IndRNN recurrence, written once.
+"""The IndRNN recurrence over a whole sequence: `indrnn_scan` and `project_and_scan`.
 
 `h_t = act(z_t + u * h_{t-1})` with `z_t = x_t @ W + b` and `u` a vector: every
-unit recurs only on itself. This module holds the single definition of that
-step (`indrnn_step`), used by `IndRNNCell` one step at a time, and
-`indrnn_scan`, which runs the same step over a whole time-major sequence for
-the fast `IndRNN` layer.
+unit recurs only on itself. The step itself is defined once, in
+`ind_rnn.step` (`indrnn_step`, re-exported here with `project_inputs` and
+`effective_recurrent_weight`), and used by `IndRNNCell` one step at a time;
+`indrnn_scan` runs the same step over a whole time-major sequence for the
+fast `IndRNN` layer, choosing the engine: the C++ kernels ("native"), or the
+TensorFlow loops of `ind_rnn.tf_loops` ("xla", "tf").
 
 Why `indrnn_scan` is fast:
 * the input projection `z` is computed for all steps before the loop (one big
@@ -23,59 +25,11 @@ import keras
 import tensorflow as tf
 
 from ind_rnn import _checks, native
+from ind_rnn.step import (effective_recurrent_weight, indrnn_step,  # noqa: F401 (re-exported)
+                           matmul_last_axis, project_inputs)
+from ind_rnn.tf_loops import compiled_loops
 
 _LOG = logging.getLogger(__name__)
-
-
-def effective_recurrent_weight(recurrent_kernel, recurrent_min_abs=0.0, recurrent_max_abs=None):
-    """The recurrent weight `u` after the original's magnitude bounds.
-
-    As in the TF1 `IndRNNCell`: if `recurrent_min_abs` is truthy,
-    `u = sign(u) * max(|u|, min_abs)` (so an exact 0 stays 0); then, if
-    `recurrent_max_abs` is truthy, `u = clip(u, -max_abs, max_abs)`. It is
-    applied on every forward pass, so the stored kernel keeps training and
-    the bound always holds for the weight actually used.
-
-    Args:
-        recurrent_kernel: tensor `[units]`, the stored recurrent weights.
-        recurrent_min_abs: float, lower bound on `|u|` (0 or None: none).
-        recurrent_max_abs: float, upper bound on `|u|` (0 or None: none).
-
-    Returns:
-        A tensor like `recurrent_kernel`.
-    """
-    weight = recurrent_kernel
-    if recurrent_min_abs:
-        magnitude = tf.maximum(tf.abs(weight), tf.cast(recurrent_min_abs, weight.dtype))
-        weight = tf.sign(weight) * magnitude
-    if recurrent_max_abs:
-        bound = tf.cast(recurrent_max_abs, weight.dtype)
-        weight = tf.clip_by_value(weight, -bound, bound)
-    return weight
-
-
-def project_inputs(inputs, input_kernel, bias):
-    """`inputs @ input_kernel + bias` over the last axis, for any leading shape."""
-    return _matmul_last_axis(inputs, input_kernel) + bias
-
-
-def _matmul_last_axis(inputs, kernel):
-    return tf.tensordot(inputs, kernel, axes=[[inputs.shape.rank - 1], [0]])
-
-
-def indrnn_step(projected_input, recurrent_weight, state, activation):
-    """One IndRNN step: `activation(projected_input + recurrent_weight * state)`.
-
-    Args:
-        projected_input: `[batch, units]`, `x_t @ input_kernel + bias`.
-        recurrent_weight: `[units]`, the effective recurrent weight `u`.
-        state: `[batch, units]`, `h_{t-1}`.
-        activation: an elementwise callable.
-
-    Returns:
-        `h_t`, `[batch, units]`: both the output and the new state.
-    """
-    return activation(projected_input + recurrent_weight * state)
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,111 +43,6 @@ def xla_available():
         except Exception as error:  # pylint: disable=broad-except
             _LOG.warning("XLA is unavailable (%s); IndRNN uses its plain TF loop.", error)
             return False
-
-
-def _forward_states(projected, recurrent_weight, initial_state, mask, activation):
-    """Runs the recurrence; returns all carried states `[T, B, U]` and the last."""
-    num_steps = tf.shape(projected)[0]
-    states = tf.TensorArray(projected.dtype, size=num_steps, element_shape=initial_state.shape)
-
-    def body(step, state, states):
-        new_state = indrnn_step(projected[step], recurrent_weight, state, activation)
-        if mask is not None:  # a masked step carries the state through unchanged
-            new_state = tf.where(mask[step][:, None], new_state, state)
-        return step + 1, new_state, states.write(step, new_state)
-
-    _, last_state, states = tf.while_loop(
-        lambda step, *_: step < num_steps, body, (0, initial_state, states))
-    return states.stack(), last_state
-
-
-def _backprop_from_output(activation):
-    """`(output, grad) -> act'(pre) * grad`, with `act'` read off `act`'s output.
-
-    For the activations that allow it; returns None for the others. Reading
-    the stored outputs instead of recomputing the pre-activations saves a
-    full pass over the inputs in the backward loop.
-
-    ReLU is a select whose zero branch is still a product, `grad * 0`: NaN
-    where `grad` is NaN or inf, as TF's ReluGrad on CPU (`grad * (x > 0)`)
-    and the reference give. XLA compiles `cast(output > 0) * grad` (and
-    ReluGrad itself) into a select that gives an exact 0 there; it does not
-    fold a floating-point `grad * 0`.
-    """
-    relu, tanh, sigmoid, linear = (keras.activations.relu, keras.activations.tanh,
-                                   keras.activations.sigmoid, keras.activations.linear)
-    backprops = {
-        relu: lambda output, grad: tf.where(output > 0, grad, grad * 0),
-        tanh: lambda output, grad: (1 - output * output) * grad,
-        sigmoid: lambda output, grad: output * (1 - output) * grad,
-        linear: lambda output, grad: grad,
-    }
-    return backprops.get(activation)
-
-
-def _derivative_from_input(pre_activation, activation):
-    """`act'(pre)` elementwise, by autodiff, for any elementwise activation."""
-    with tf.GradientTape() as tape:
-        tape.watch(pre_activation)
-        activated = activation(pre_activation)
-    return tape.gradient(activated, pre_activation)
-
-
-def _backward(projected, recurrent_weight, initial_state, mask, states,
-              grad_states, grad_last_state, activation):
-    """Gradients of the scan w.r.t. `projected`, `recurrent_weight`, `initial_state`.
-
-    With `e_t` the gradient reaching state `t` from outside (`grad_states`,
-    None when only the last state was used) and `g_t` the total gradient of
-    state `t`: `g_t = e_t + A_{t+1} g_{t+1}` and `dz_t = D_t g_t`, where for a
-    valid step `D_t = act'_t` and `A_t = u act'_t`, and for a masked step
-    `D_t = 0`, `A_t = 1` (the state passed straight through). One reverse
-    loop does it all, `du = sum_t dz_t h_{t-1}` included, so that every
-    `[T, B, U]` array is read once: on CPU these passes, not the arithmetic,
-    cost the time.
-    """
-    num_steps = tf.shape(projected)[0]
-    from_output = _backprop_from_output(activation)
-    sum_dtype = tf.float32 if projected.dtype in (tf.float16, tf.bfloat16) else projected.dtype
-    grad_projected = tf.TensorArray(projected.dtype, size=num_steps,
-                                    element_shape=initial_state.shape)
-
-    def body(step, carried, state, grad_weight, grad_projected):
-        index = num_steps - 1 - step
-        # `state` is h_index, carried from the previous iteration.
-        previous = tf.where(index > 0, states[tf.maximum(index - 1, 0)], initial_state)
-        total = carried if grad_states is None else carried + grad_states[index]
-        if from_output is not None:
-            grad_step = from_output(state, total)
-        else:
-            grad_step = _derivative_from_input(
-                projected[index] + recurrent_weight * previous, activation) * total
-        to_previous = recurrent_weight * grad_step
-        if mask is not None:
-            valid = mask[index][:, None]
-            grad_step = tf.where(valid, grad_step, tf.zeros_like(grad_step))
-            to_previous = tf.where(valid, to_previous, total)
-        grad_weight += tf.reduce_sum(
-            tf.cast(grad_step, sum_dtype) * tf.cast(previous, sum_dtype), axis=0)
-        return (step + 1, to_previous, previous, grad_weight,
-                grad_projected.write(index, grad_step))
-
-    _, grad_initial_state, _, grad_weight, grad_projected = tf.while_loop(
-        lambda step, *_: step < num_steps, body,
-        (0, grad_last_state, states[-1], tf.zeros_like(recurrent_weight, dtype=sum_dtype),
-         grad_projected))
-    return (grad_projected.stack(), tf.cast(grad_weight, recurrent_weight.dtype),
-            grad_initial_state)
-
-
-@functools.lru_cache(maxsize=None)
-def _compiled_loops(activation, use_xla):
-    """The forward and backward loops as (optionally XLA-compiled) tf.functions."""
-    forward = tf.function(functools.partial(_forward_states, activation=activation),
-                          jit_compile=use_xla, reduce_retracing=True, autograph=False)
-    backward = tf.function(functools.partial(_backward, activation=activation),
-                           jit_compile=use_xla, reduce_retracing=True, autograph=False)
-    return forward, backward
 
 
 IMPLEMENTATIONS = ("auto", "native", "xla", "tf")
@@ -296,7 +145,7 @@ def _native_scan(sequence, recurrent_weight, initial_state, activation, mask,
 
 def _loop_scan(projected, recurrent_weight, initial_state, activation, mask, use_xla,
                return_states=True):
-    loop_forward, loop_backward = _compiled_loops(activation, use_xla)
+    loop_forward, loop_backward = compiled_loops(activation, use_xla)
     # The loops step along the leading axis: they work time-major.
     mask = None if mask is None else tf.transpose(mask, [1, 0])
 
@@ -416,5 +265,5 @@ def project_and_scan(inputs, input_kernel, bias, recurrent_weight, initial_state
     if depth is not None and depth <= MAX_DEPTH_PROJECTED_IN_KERNEL:
         return _native_scan(inputs, recurrent_weight, initial_state, activation, mask,
                             input_kernel=input_kernel, bias=bias, return_states=return_states)
-    return _native_scan(_matmul_last_axis(inputs, input_kernel), recurrent_weight,
+    return _native_scan(matmul_last_axis(inputs, input_kernel), recurrent_weight,
                         initial_state, activation, mask, bias=bias, return_states=return_states)

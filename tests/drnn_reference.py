@@ -101,7 +101,7 @@ def stack_loop(cells, dilations, inputs):
 # (`[x, h] @ kernel`): dL/dx_t = 0 @ W_x^T, dL/dkernel += [x_t, h]^T @ 0,
 # which are NaN where those values are not finite. The gradient reaching a
 # masked step's state goes straight to the phase's previous state. This is
-# the masking the library documents (ind_rnn.recurrence._backward:
+# the masking the library documents (ind_rnn.tf_loops._backward:
 # "D_t = 0, A_t = 1"); plain autodiff of `tf.where(mask, cell(x, h), h)`
 # differs only where the cell's values at a masked step are not finite
 # (0 * NaN there reaches every gradient). `_select_gradient` is what makes
