@@ -103,3 +103,22 @@ def test_describe_names_cpu_levels_and_build(monkeypatch):
     monkeypatch.setenv(build.ISA_VARIABLE, "native")
     line = build.describe()
     assert build.cpu_model() in line and build.cpu_level() in line and "-march=native" in line
+
+
+def test_a_build_says_so_on_stderr_before_it_starts(tmp_path, monkeypatch, capsys):
+    """A first run sits 15-30 s in the compiler: the user is told, whatever the log level."""
+    compiled = []
+
+    def fake_compile(source, target, isa):
+        compiled.append(isa)
+        assert "compiling the C++ CPU kernels" in capsys.readouterr().err  # said before
+        raise RuntimeError("no compiler in this test")
+
+    monkeypatch.setattr(build, "_compile", fake_compile)
+    monkeypatch.setenv("TEST_KERNELS_CACHE", str(tmp_path))
+    monkeypatch.setenv(build.ISA_VARIABLE, "native")
+    source = tmp_path / "kernel.cc"
+    source.write_text("// nothing\n")
+    assert build.load_op_library(str(source), "some_package", "TEST_KERNELS_SWITCH",
+                                 "TEST_KERNELS_CACHE") is None  # the failure falls back
+    assert compiled == ["native"]

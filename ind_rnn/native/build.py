@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import tensorflow as tf
@@ -247,8 +248,12 @@ def load_op_library(source, package, switch_variable, cache_variable):
     try:
         target = library_path(source, cache_dir(package, cache_variable), isa)
         if not os.path.exists(target):
-            _LOG.info("Compiling the %s CPU kernels (once, -march=%s) into %s", package, isa,
-                      target)
+            # Said on stderr, not only logged: the build takes 15-30 s, once per
+            # source and level, and a first run (the README's demo) would
+            # otherwise sit silent for that long before its first line.
+            print(f"{package}: compiling the C++ CPU kernels for -march={isa}, once "
+                  f"(15-30 s; cached in {os.path.dirname(target)})", file=sys.stderr,
+                  flush=True)
             _compile(source, target, isa)
         return tf.load_op_library(target)
     except Exception as error:  # pylint: disable=broad-except
