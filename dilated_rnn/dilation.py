@@ -194,9 +194,10 @@ def zero_masked_steps(outputs, mask):
     classifier's masked training step (LSTM, 2 Zen 1 cores) took 1.43-1.45x
     its unmasked step with it, 1.21-1.33x with this.
     """
-    # The 0/1 mask at the outputs' full shape: with a `[steps, batch, 1]`
+    # The 0/1 mask at the outputs' full shape: against a `[steps, batch, 1]`
     # operand, TensorFlow's multiply_no_nan takes its generic broadcasting
-    # path, 2.5x slower than the same-shaped product plus the broadcast.
+    # path (0.64 ms an op for the demo's [784, 128, 20] on a Zen 4, against
+    # 0.25 ms same-shaped; the padded demo RNN step went 0.032 -> 0.026 s).
     keep = tf.broadcast_to(tf.cast(mask, outputs.dtype)[..., None], tf.shape(outputs))
 
     @tf.custom_gradient
